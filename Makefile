@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine (Python 3.11, no GPU needed):
+#   make demo   smoke profile of every experiment end to end on the embedded dataset, then every figure/table
+#   make test   the whole test suite
+# Both create .venv and install the project with pinned versions (constraints.txt) on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+WORKERS ?= 2
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint figures sweep benchmark clean-smoke
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/cldst demo --workers $(WORKERS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+lint: $(STAMP)
+	$(BIN)/ruff check cldst tests benchmarks notebooks
+
+figures: $(STAMP)
+	$(BIN)/cldst figures --profile $(or $(PROFILE),smoke)
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/speed.py
+
+clean-smoke:
+	rm -rf papermill_runs/smoke figures/*.pdf figures/*.png tables/*.csv tables/*.md tables/*.tex

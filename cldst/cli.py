@@ -1,0 +1,162 @@
+"""Command line: `cldst run | sweep | collect | figures | demo | experiments`.
+
+Every Config field is a flag of `cldst run` (`--num_tasks 10`, also `--num-tasks`); the authors'
+names are accepted (`--sparse_init`, `--init`, `--num_classes_per_task`, `--dataset miniImageNet`).
+Booleans take a value (`--save_masks false`) or stand alone for true. User errors print one line
+and exit 2; a failed run exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields
+
+from cldst.config import PRESETS, Config, coerce
+from cldst.errors import CldstError
+
+ALIASES = {"sparse_init": ["--init"]}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = Config()
+    for f in fields(Config):
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else []) + ALIASES.get(f.name, [])
+        kwargs = {"dest": f.name, "default": None, "help": f"(default: {getattr(defaults, f.name)!r})"}
+        if str(f.type) == "bool":
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        parser.add_argument(*names, **kwargs)
+    parser.add_argument("--preset", choices=list(PRESETS), help="start from a named group of settings")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    base = PRESETS[args.preset] if getattr(args, "preset", None) else {}
+    given = {f.name: coerce(f.name, getattr(args, f.name), f.type) for f in fields(Config)
+             if getattr(args, f.name, None) is not None}
+    return Config(**{**base, **given}).validate()
+
+
+def cmd_run(args) -> int:
+    from cldst import records, sweep
+
+    cfg = config_from_args(args)
+    path = records.run_dir(cfg)
+    if records.is_complete(path) and not args.force:
+        print(f"already complete: {path}")
+    else:
+        if args.force and records.is_complete(path):
+            (path / records.METRICS).unlink()
+        path = sweep.execute_run(cfg)
+        print(f"record: {path}")
+    m = records.load_metrics(path)
+    print(f"ACC {m['acc']:.2f}  BWT {m['bwt']:.2f}  FWT(authors) {m['fwt_authors']:.2f}  "
+          f"FWT(standard) {m['fwt_standard']:.2f}  train {m['train_seconds']:.1f}s")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from cldst import experiments, sweep
+
+    names = list(experiments.EXPERIMENTS) if args.experiments == ["all"] else args.experiments
+    for name in names:
+        experiments.get_experiment(name)
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    cfgs = [c for n in names for c in experiments.configs(n, args.profile, seeds)]
+    print(f"{len(cfgs)} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
+    report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
+                             progress=not args.quiet)
+    print(report.summary())
+    for rid, reason in report.failed.items():
+        print(f"FAILED {rid}: {reason}")
+    return 1 if report.failed else 0
+
+
+def cmd_collect(args) -> int:
+    from cldst.collect import write_collected
+
+    out = write_collected(args.root, args.out)
+    print(f"collected into {out}")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from cldst import analysis
+
+    missing = analysis.build_all(profile=args.profile, root=args.root)
+    for line in missing:
+        print(f"missing: {line}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The smoke profile of every experiment, collected, and every figure and table built from it."""
+    args.experiments, args.profile, args.seeds, args.executor = ["all"], "smoke", None, "local"
+    code = cmd_sweep(args)
+    args.out = None
+    cmd_figures(args)
+    return code
+
+
+def cmd_experiments(args) -> int:
+    from cldst import experiments
+
+    for name, e in experiments.EXPERIMENTS.items():
+        runs = e.size() * len(experiments.PROFILES["paper"].seeds)
+        print(f"{name:18s} {', '.join(e.artifacts):16s} {runs:4d} paper runs  {e.title}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cldst", description="Continual learning with dynamic sparse training.")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one configuration through notebooks/train.ipynb")
+    _add_config_flags(run)
+    run.add_argument("--force", action="store_true", help="redo the run even if its record is complete")
+    run.set_defaults(func=cmd_run)
+
+    for name, func, helptext in [("sweep", cmd_sweep, "execute an experiment's grid"),
+                                 ("demo", cmd_demo, "smoke profile of every experiment, then figures")]:
+        sp = sub.add_parser(name, help=helptext)
+        if name == "sweep":
+            sp.add_argument("experiments", nargs="+", help="experiment names, or 'all'")
+            sp.add_argument("--profile", default="paper")
+            sp.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
+            sp.add_argument("--executor", default="local", help="local | submitit-local | slurm")
+        sp.add_argument("--workers", type=int, default=2)
+        sp.add_argument("--root", help="runs directory (default: papermill_runs/)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        sp.set_defaults(func=func)
+
+    col = sub.add_parser("collect", help="gather run records into tidy tables")
+    col.add_argument("--root")
+    col.add_argument("--out")
+    col.set_defaults(func=cmd_collect)
+
+    fig = sub.add_parser("figures", help="build every figure and table from the collected runs")
+    fig.add_argument("--profile", default="paper")
+    fig.add_argument("--root")
+    fig.set_defaults(func=cmd_figures)
+
+    ex = sub.add_parser("experiments", help="list the experiments and what they reproduce")
+    ex.set_defaults(func=cmd_experiments)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except CldstError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Run records -> tidy tables.
+
+`collect(root)` reads every complete record under `root` (recursively; partial runs, which have no
+metrics.json, are counted and left out) into two DataFrames:
+  runs    one row per run: every Config field, run_id, and the scalar metrics
+          (acc, bwt, fwt_authors, fwt_standard, train_seconds, ...)
+  curves  one row per run and task: run_id, the identifying fields, task (1-based),
+          incremental_acc (mean accuracy over tasks seen so far), used_fraction (backbone usage)
+`summarize(runs)` averages over seeds: <metric>_mean, <metric>_std (sample std, ddof=1), n.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from cldst.config import Config
+from cldst.paths import runs_dir
+from cldst.records import METRICS
+
+log = logging.getLogger(__name__)
+
+SCALARS = ("acc", "bwt", "fwt_authors", "fwt_standard", "train_seconds", "eval_seconds", "topology_updates")
+METRIC_NAMES = ("acc", "bwt", "fwt_authors", "fwt_standard")
+# Config fields that name a point of a grid; seed is what summaries average over.
+GROUP_FIELDS = [f for f in Config().identity() if f != "seed"]
+CURVE_FIELDS = ["experiment", "dataset", "num_tasks", "arch", "sparse_init", "growth", "density",
+                "update_frequency", "seed"]
+
+
+def collect(root: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    root = Path(root or runs_dir())
+    rows, curves = [], []
+    for metrics_path in sorted(root.rglob(METRICS)):
+        run = metrics_path.parent
+        try:
+            config = json.loads((run / "config.json").read_text())
+            m = json.loads(metrics_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("skipping unreadable record %s: %s", run, exc)
+            continue
+        row = {**config, "run_id": m.get("run_id", run.name), "path": str(run)}
+        row.update({k: m.get(k) for k in SCALARS})
+        rows.append(row)
+        used = m.get("used_fraction") or []
+        for t, value in enumerate(m["incremental_acc"]):
+            curves.append({
+                "run_id": row["run_id"], **{k: config.get(k) for k in CURVE_FIELDS}, "task": t + 1,
+                "incremental_acc": value, "used_fraction": used[t] if t < len(used) else None,
+            })
+    runs = pd.DataFrame(rows)
+    curves_df = pd.DataFrame(curves)
+    return runs, curves_df
+
+
+def summarize(runs: pd.DataFrame, by: list[str] | None = None, metrics=METRIC_NAMES) -> pd.DataFrame:
+    """Mean and sample standard deviation over seeds for each group of `by` (default: all non-seed fields)."""
+    if runs.empty:
+        return pd.DataFrame()
+    by = [c for c in (by or GROUP_FIELDS) if c in runs.columns]
+    grouped = runs.groupby(by, dropna=False, sort=True)
+    out = grouped[list(metrics)].agg(["mean", "std"])
+    out.columns = [f"{m}_{stat}" for m, stat in out.columns]
+    out["n"] = grouped.size()
+    return out.reset_index()
+
+
+def write_collected(root: str | Path | None = None, out_dir: str | Path | None = None) -> Path:
+    """Collect `root` and write runs.{parquet,csv}, curves.csv and summary.csv into `out_dir`."""
+    root = Path(root or runs_dir())
+    out = Path(out_dir or root / "collected")
+    out.mkdir(parents=True, exist_ok=True)
+    runs, curves = collect(root)
+    runs.to_csv(out / "runs.csv", index=False)
+    if not runs.empty:
+        runs.to_parquet(out / "runs.parquet", index=False)
+    curves.to_csv(out / "curves.csv", index=False)
+    summarize(runs).to_csv(out / "summary.csv", index=False)
+    return out

@@ -1,0 +1,238 @@
+"""The one configuration of a run.
+
+`Config` is at once the parameters cell of `notebooks/train.ipynb` (a test compares the two with
+`papermill.inspect_notebook`), the flags of `cldst run` (the authors' flag names are accepted too:
+`--sparse_init`, `--num_classes_per_task`, ...) and the `config.json` of a run record. Every field is a
+plain JSON scalar so papermill can inject it. `validate()` turns every bad value into one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from cldst.errors import ConfigError
+
+DATASETS = ("synth100", "cifar100", "miniimagenet")
+DATASET_ALIASES = {
+    "cifar100": "cifar100",
+    "cifar-100": "cifar100",
+    "miniimagenet": "miniimagenet",
+    "miniimagenet100": "miniimagenet",
+    "synth100": "synth100",
+}
+ARCHS = ("resnet18", "vgg", "mobilenetv2")
+STEMS = ("cifar", "authors")
+BNS = ("batch", "standard")
+HEADS = ("shared", "multi")
+EVAL_LOGITS = ("task", "all")
+INITS = ("uniform", "ERK")
+DROPS = ("magnitude",)
+FROZEN_GRADS = ("zero", "keep")
+NEW_WEIGHTS = ("random", "zero")
+CLASS_ORDERS = ("natural", "random")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class Config:
+    """One continual DST run. Defaults: a quick run on the embedded dataset (synth100)."""
+
+    # --- bookkeeping (not part of the run id) ---
+    experiment: str = "default"  # group of runs: papermill_runs/<experiment>/<run id>/
+    device: str = "auto"  # auto | cpu | cuda
+    data_root: str = ""  # where datasets are looked for ("" = cldst.paths.data_dir())
+    progress: bool = True  # tqdm progress bars over tasks and epochs
+    save_masks: bool = True  # keep every task's mask (bit-packed) in the run record
+    # --- data ---
+    dataset: str = "synth100"  # synth100 (embedded, no download) | cifar100 | miniimagenet
+    num_tasks: int = 10  # tasks the classes are split into (must divide num_classes)
+    num_classes: int = 100  # classes of the dataset used (all of them)
+    num_classes_per_task: int = 0  # 0 = num_classes // num_tasks; else must equal it
+    class_order: str = "natural"  # natural (authors) | random (seeded by class_order_seed)
+    class_order_seed: int = 0  # seed of the class permutation when class_order = random
+    image_size: int = 0  # 0 = the dataset's native size; else resize (e.g. 16 for fast smoke runs)
+    train_per_class: int = 0  # 0 = all training images; else the first n per class
+    test_per_class: int = 0  # 0 = all test images; else the first n per class
+    # --- model ---
+    arch: str = "resnet18"  # resnet18 | vgg | mobilenetv2
+    width: int = 64  # base channel width (64 = the standard network)
+    stem: str = "cifar"  # cifar: 3x3 stride 1 | authors: 7x7 stride 2, no max-pool
+    bn: str = "batch"  # batch: no affine, batch statistics (authors) | standard: affine + running stats
+    head: str = "shared"  # shared: one masked 100-way head sliced per task (authors) | multi: a dense head per task
+    eval_logits: str = "task"  # task: argmax over the task's classes | all: over all logits (authors)
+    # --- sparse training ---
+    sparse_init: str = "ERK"  # uniform | ERK: per-layer density of each task's mask
+    density: float = 0.1  # fraction of weights in each task's mask (sparsity = 1 - density)
+    growth: str = "random"  # random | unfired | gradient | momentum, or a schedule: "0:random,5:gradient", "random,free<0.4:gradient"
+    drop: str = "magnitude"  # drop criterion
+    update_frequency: int = 100  # batches between topology updates
+    drop_fraction: float = 0.5  # alpha: initial fraction of a layer's active weights dropped per update
+    drop_fraction_min: float = 0.0  # floor of the cosine schedule (authors: 0.005)
+    t_end: float = 1.0  # topology updates stop after this fraction of a task's batches (authors: 1.0)
+    frozen_grad: str = "zero"  # zero: frozen positions get no gradient score (authors) | keep: dense scores
+    new_weights: str = "random"  # random: free weights start from their initial values | zero: tasks >= 1 start at 0 (authors)
+    # --- optimization ---
+    epochs: int = 1  # epochs per task (paper: 100; 25 for 20-task CIFAR-100)
+    batch_size: int = 128
+    lr: float = 0.001  # Adam, x0.1 at 1/2 and 3/4 of the epochs, fresh optimizer per task
+    weight_decay: float = 0.0
+    seed: int = 0
+    # --- speed (GPU fast path; all checked for correctness on CPU) ---
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model
+
+    # Fields that do not change the numbers a run produces: left out of the run id.
+    NON_IDENTITY = ("experiment", "device", "data_root", "progress", "save_masks")
+
+    def __post_init__(self) -> None:
+        self.dataset = DATASET_ALIASES.get(str(self.dataset).lower(), self.dataset)
+        if str(self.sparse_init).lower() == "erk":
+            self.sparse_init = "ERK"
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> Config:
+        """Raise ConfigError with one line naming the first bad field and what is allowed."""
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("class_order", self.class_order, CLASS_ORDERS)
+        _choice("arch", self.arch, ARCHS)
+        _choice("stem", self.stem, STEMS)
+        _choice("bn", self.bn, BNS)
+        _choice("head", self.head, HEADS)
+        _choice("eval_logits", self.eval_logits, EVAL_LOGITS)
+        _choice("sparse_init", self.sparse_init, INITS)
+        _choice("drop", self.drop, DROPS)
+        _choice("frozen_grad", self.frozen_grad, FROZEN_GRADS)
+        _choice("new_weights", self.new_weights, NEW_WEIGHTS)
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        if self.eval_logits == "all" and self.head != "shared":
+            raise ConfigError("eval_logits='all' needs head='shared' (got head='multi')")
+        if not 0.0 < self.density <= 1.0:
+            raise ConfigError(f"density={self.density} must be in (0, 1] (it is 1 - sparsity; e.g. 0.1 for 90% sparsity)")
+        for name in ("num_tasks", "num_classes", "epochs", "batch_size", "update_frequency", "width"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be a positive integer")
+        for name in ("train_per_class", "test_per_class", "image_size", "num_classes_per_task"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 0 (0 = default)")
+        if self.num_classes % self.num_tasks:
+            divisors = [d for d in range(1, self.num_classes + 1) if self.num_classes % d == 0]
+            raise ConfigError(
+                f"num_tasks={self.num_tasks} does not divide num_classes={self.num_classes} "
+                f"(allowed: {', '.join(map(str, divisors))})"
+            )
+        per_task = self.num_classes // self.num_tasks
+        if self.num_classes_per_task not in (0, per_task):
+            raise ConfigError(
+                f"num_classes_per_task={self.num_classes_per_task} must equal num_classes/num_tasks = {per_task} (or 0)"
+            )
+        if not 0.0 <= self.drop_fraction_min <= self.drop_fraction < 1.0:
+            raise ConfigError(
+                f"drop_fraction={self.drop_fraction}, drop_fraction_min={self.drop_fraction_min}: "
+                "need 0 <= drop_fraction_min <= drop_fraction < 1"
+            )
+        if not 0.0 < self.t_end <= 1.0:
+            raise ConfigError(f"t_end={self.t_end} must be in (0, 1] (fraction of a task's batches)")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError(f"lr={self.lr} must be > 0 and weight_decay={self.weight_decay} >= 0")
+        if not re.fullmatch(r"[A-Za-z0-9_.\-/]+", self.experiment) or ".." in self.experiment:
+            raise ConfigError(f"experiment={self.experiment!r} may hold only letters, digits, '_', '-', '.', '/'")
+        from cldst.sparse.schedule import GrowthSchedule  # late import: sparse depends on nothing here
+
+        GrowthSchedule.parse(self.growth)
+        return self
+
+    # ------------------------------------------------------------------ identity
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the results (everything but bookkeeping)."""
+        return {k: v for k, v in asdict(self).items() if k not in self.NON_IDENTITY}
+
+    def run_id(self) -> str:
+        """A pure function of the config: readable prefix + hash of every identity field."""
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+        growth = re.sub(r"[^A-Za-z0-9]+", "-", self.growth).strip("-")
+        return f"{self.dataset}-T{self.num_tasks}-{self.arch}-{self.sparse_init}-{growth}-d{self.density:g}-s{self.seed}-{digest}"
+
+    # ------------------------------------------------------------------ conversions
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> Config:
+        """Build from a mapping (JSON, papermill parameters), coercing and naming unknown keys."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; see `cldst run --help`")
+        return cls(**{k: coerce(k, v, known[k].type) for k, v in values.items()})
+
+    @classmethod
+    def from_namespace(cls, namespace: dict[str, Any]) -> Config:
+        """The training notebook's parameters (its globals, after papermill's injection) -> Config."""
+        return cls.from_dict({f.name: namespace[f.name] for f in fields(cls) if f.name in namespace})
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def field_types() -> dict[str, type]:
+    return {f.name: {"str": str, "int": int, "float": float, "bool": bool}[str(f.type)] for f in fields(Config)}
+
+
+def coerce(name: str, value: Any, type_name: Any) -> Any:
+    """Coerce `value` (a string from the CLI, or JSON) to the field's type, with a one-line error."""
+    kind = {"str": str, "int": int, "float": float, "bool": bool}.get(str(type_name), type_name)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={value!r} must be a boolean (true/false)")
+    try:
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} must be {'an integer' if kind is int else 'a number'}") from None
+    return str(value)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
+
+
+# Presets: named groups of field values. `authors` reproduces what the authors' code does where it
+# changes the numbers (docs/authors_code.md lists each difference and the bugs we fix instead).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},  # the paper's method as stated, with the known bugs fixed (the defaults)
+    "authors": {
+        "stem": "authors",
+        "bn": "batch",
+        "head": "shared",
+        "eval_logits": "all",
+        "new_weights": "zero",
+        "t_end": 1.0,
+        "drop_fraction_min": 0.005,
+        "frozen_grad": "zero",
+    },
+}
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"preset={name!r} is not one of: {', '.join(PRESETS)}")
+    return Config(**{**PRESETS[name], **overrides})

@@ -1,0 +1,145 @@
+"""Experiments are data: each artifact of the paper names its grid here, a profile scales it.
+
+An `Experiment` is a base configuration plus a grid of varied fields; `configs(name, profile)`
+expands it into one `Config` per run. Profiles change the scale, never the code path:
+  paper  the paper's datasets, ResNet-18 width 64, its epochs, seeds 0-2 (~600 runs in all)
+  smoke  the embedded synth100 dataset at 16 px, a width-8 network, 2 epochs, one seed: every
+         experiment end to end on a CPU in minutes (miniImageNet is replaced by synth100 too)
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from cldst.config import Config
+from cldst.errors import ConfigError
+
+INITS = ["uniform", "ERK"]
+GROWTHS = ["random", "unfired", "gradient", "momentum"]
+MAIN_DENSITIES = [0.2, 0.1, 0.05]  # sparsity 80 / 90 / 95 %
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    artifacts: tuple[str, ...]  # names of the paper's tables/figures built from it
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    lines: str = "growth"  # the field that separates lines in the figure
+    panels: tuple[str, ...] = ("sparse_init", "density")  # fields that separate panels
+
+    def size(self) -> int:
+        n = 1
+        for values in self.grid.values():
+            n *= len(values)
+        return n
+
+
+def _main(name: str, title: str, artifacts: tuple[str, ...], dataset: str, tasks: int, epochs: int) -> Experiment:
+    return Experiment(
+        name, title, artifacts,
+        base={"dataset": dataset, "num_tasks": tasks, "epochs": epochs, "update_frequency": 100},
+        grid={"sparse_init": INITS, "growth": GROWTHS, "density": MAIN_DENSITIES},
+    )
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in [
+        _main("cifar100-20", "20-task CIFAR-100", ("table1", "figure2"), "cifar100", 20, 25),
+        _main("miniimagenet-10", "10-task miniImageNet", ("table2", "figure3"), "miniimagenet", 10, 100),
+        _main("cifar100-10", "10-task CIFAR-100", ("table3", "figure4"), "cifar100", 10, 100),
+        _main("cifar100-5", "5-task CIFAR-100", ("table4", "figure5"), "cifar100", 5, 100),
+        Experiment(
+            "adaptive", "Adaptive growth, 10-task CIFAR-100, ERK, 90% sparsity", ("figure6",),
+            base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "update_frequency": 100,
+                  "sparse_init": "ERK", "density": 0.1},
+            # fixed random, fixed gradient, the paper's random-then-gradient, and our capacity-triggered switch
+            grid={"growth": ["random", "gradient", "0:random,5:gradient", "random,free<0.5:gradient"]},
+            panels=(),
+        ),
+        Experiment(
+            "update-frequency", "Topology update frequency, 10-task CIFAR-100, random growth", ("figureA",),
+            base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "growth": "random"},
+            grid={"sparse_init": INITS, "density": MAIN_DENSITIES, "update_frequency": [50, 100, 200, 400]},
+            lines="update_frequency",
+        ),
+        Experiment(
+            "sparsity", "Sparsity 70/85/99%, 10-task CIFAR-100", ("figureB",),
+            base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "update_frequency": 100},
+            grid={"sparse_init": INITS, "growth": GROWTHS, "density": [0.3, 0.15, 0.01]},
+        ),
+        Experiment(
+            "mobilenetv2", "MobileNetV2, 10-task CIFAR-100", ("figureC",),
+            base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "update_frequency": 100,
+                  "arch": "mobilenetv2"},
+            grid={"sparse_init": INITS, "growth": GROWTHS, "density": [0.3, 0.2, 0.1]},
+        ),
+        Experiment(
+            "vgg", "VGG-like, 10-task CIFAR-100", ("figureD",),
+            base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "update_frequency": 100, "arch": "vgg"},
+            grid={"sparse_init": INITS, "growth": GROWTHS, "density": MAIN_DENSITIES},
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seeds: tuple[int, ...]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # update_frequency is divided by this, so a short smoke task still sees several topology updates
+    update_divisor: int = 1
+    epochs: int | None = None  # None: the experiment's own epochs
+
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile("paper", seeds=(0, 1, 2), overrides={"width": 64, "progress": False}),
+    "smoke": Profile(
+        "smoke",
+        seeds=(0,),
+        overrides={
+            "dataset": "synth100", "image_size": 16, "width": 8, "batch_size": 32,
+            "train_per_class": 40, "test_per_class": 20, "progress": False,
+        },
+        update_divisor=50,
+        epochs=2,
+    ),
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"experiment {name!r} is not one of: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ConfigError(f"profile {name!r} is not one of: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def configs(name: str, profile: str = "paper", seeds: tuple[int, ...] | None = None) -> list[Config]:
+    """Every configuration of experiment `name` under `profile`, validated, in a stable order."""
+    exp, prof = get_experiment(name), get_profile(profile)
+    keys = list(exp.grid)
+    out = []
+    for values in itertools.product(*(exp.grid[k] for k in keys)):
+        for seed in seeds if seeds is not None else prof.seeds:
+            fields = {**exp.base, **dict(zip(keys, values)), "seed": seed}
+            if prof.epochs is not None:
+                fields["epochs"] = prof.epochs
+            fields["update_frequency"] = max(1, fields.get("update_frequency", 100) // prof.update_divisor)
+            fields.update(prof.overrides)
+            fields["experiment"] = f"{prof.name}/{exp.name}"
+            out.append(Config(**fields).validate())
+    return out
+
+
+def all_configs(profile: str = "paper", names: list[str] | None = None) -> list[Config]:
+    return [c for n in (names or list(EXPERIMENTS)) for c in configs(n, profile)]

@@ -1,0 +1,276 @@
+"""The task-incremental training loop, stated explicitly.
+
+Per task t (task id known at train and test time):
+  1. the sparse engine draws task t's mask (exact per-layer counts, over free and frozen positions);
+  2. a fresh Adam (lr 1e-3, x0.1 at 1/2 and 3/4 of the epochs) trains the task's free weights:
+     forward, backward, `prepare_grads` (zero frozen scores if asked), optimizer step, `after_step`
+     (restore frozen values, keep inactive weights at 0), topology update on schedule;
+  3. the mask is stored and its free weights become frozen;
+  4. every task seen so far is evaluated with its own mask and head: row t of the accuracy matrix.
+Before task 0 the random network is evaluated on every task (FWT baseline) and before each task t its
+freshly drawn, untrained subnetwork is evaluated on task t (standard FWT). After the last task the
+authors' FWT evaluates task i's subnetwork on every later task's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from cldst import metrics
+from cldst.config import Config
+from cldst.data import ImageDataset, TaskData, eval_batches, load_dataset, make_split, task_tensors, train_batches
+from cldst.errors import ConfigError
+from cldst.models import ContinualNet, build_model
+from cldst.sparse import ContinualSparsity, capacity_over_tasks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """Everything a run produces; `metrics()` is what goes into metrics.json."""
+
+    config: Config
+    acc_matrix: np.ndarray  # [T, T] percent; A[t, i] after training task t on task i, NaN for i > t
+    fwt_matrix: np.ndarray  # [T, T] percent; F[i, j] = task i's subnetwork on task j's data (i < j)
+    pre_acc: np.ndarray  # [T] accuracy on task t before training it (its mask drawn, untrained)
+    baseline_acc: np.ndarray  # [T] accuracy of the random network on each task
+    growth_per_task: list[str]
+    task_seconds: list[float]  # training time per task (excluding evaluation)
+    eval_seconds: float
+    final_loss: list[float]  # mean training loss of each task's last epoch
+    updates: list[dict[str, Any]]  # topology-update statistics
+    capacity: pd.DataFrame  # task, layer, used_fraction, ... after each task
+    sparsity: ContinualSparsity = field(repr=False)
+    device: str = "cpu"
+
+    def metrics(self) -> dict[str, Any]:
+        A = self.acc_matrix
+        total = self.capacity[self.capacity["layer"] == "all"] if len(self.capacity) else self.capacity
+        return {
+            **metrics.summary(A, self.fwt_matrix, self.pre_acc, self.baseline_acc),
+            "incremental_acc": metrics.incremental_accuracy(A).tolist(),
+            "acc_matrix": _nan_to_none(A),
+            "fwt_matrix": _nan_to_none(self.fwt_matrix),
+            "pre_acc": self.pre_acc.tolist(),
+            "baseline_acc": self.baseline_acc.tolist(),
+            "growth_per_task": self.growth_per_task,
+            "used_fraction": total["used_fraction"].tolist() if len(total) else [],
+            "task_seconds": self.task_seconds,
+            "train_seconds": float(sum(self.task_seconds)),
+            "eval_seconds": self.eval_seconds,
+            "final_loss": self.final_loss,
+            "topology_updates": len(self.updates),
+            "device": self.device,
+        }
+
+
+def _nan_to_none(a: np.ndarray) -> list:
+    return [[None if math.isnan(v) else float(v) for v in row] for row in a]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but no CUDA device is available (use device=auto or cpu)")
+    return torch.device(name)
+
+
+def lr_milestones(epochs: int) -> list[int]:
+    """Epochs at which the learning rate is multiplied by 0.1: 1/2 and 3/4 of the task's epochs."""
+    return sorted({m for m in (epochs // 2, (3 * epochs) // 4) if m > 0})
+
+
+def prepare_data(cfg: Config) -> ImageDataset:
+    ds = load_dataset(
+        cfg.dataset,
+        root=cfg.data_root or None,
+        image_size=cfg.image_size or None,
+        train_per_class=cfg.train_per_class,
+        test_per_class=cfg.test_per_class,
+    )
+    if ds.num_classes != cfg.num_classes:
+        raise ConfigError(f"num_classes={cfg.num_classes} but dataset {cfg.dataset!r} has {ds.num_classes} classes")
+    return ds
+
+
+class Trainer:
+    """Holds the pieces of one run; `run()` executes the whole task sequence."""
+
+    def __init__(self, cfg: Config, dataset: ImageDataset | None = None):
+        self.cfg = cfg.validate()
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.data = dataset if dataset is not None else prepare_data(cfg)
+        self.split = make_split(self.data.num_classes, cfg.num_tasks, cfg.class_order, cfg.class_order_seed)
+        self.net: ContinualNet = build_model(
+            cfg.arch,
+            num_classes=cfg.num_classes,
+            num_tasks=cfg.num_tasks,
+            width=cfg.width,
+            stem=cfg.stem,
+            bn=cfg.bn,
+            head=cfg.head,
+        ).to(self.device)
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.net) if cfg.compile else self.net
+        self.sparsity = ContinualSparsity(
+            self.net.maskable_parameters(),
+            density=cfg.density,
+            init=cfg.sparse_init,
+            growth=cfg.growth,
+            drop=cfg.drop,
+            update_frequency=cfg.update_frequency,
+            alpha=cfg.drop_fraction,
+            t_end=cfg.t_end,
+            drop_min=cfg.drop_fraction_min,
+            frozen_grad=cfg.frozen_grad,
+            new_weights=cfg.new_weights,
+            seed=cfg.seed,
+        )
+        self.tasks: list[TaskData] = [
+            task_tensors(self.data, self.split, t, self.device) for t in range(cfg.num_tasks)
+        ]
+        # One CPU generator drives shuffling and augmentation: same seed, same batches.
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if cfg.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def accuracy(self, head_task: int, data: TaskData) -> float:
+        """Top-1 accuracy (percent) of the current weights with `head_task`'s head on `data`'s test set.
+
+        Labels are local to `data`'s task. With eval_logits="all" (authors) the argmax runs over all
+        logits of the shared head and must land on the task's own slice."""
+        cfg, net = self.cfg, self.net
+        net.eval()
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        offset = head_task * self.split.classes_per_task
+        for x, y in eval_batches(
+            data.test_x, data.test_y, cfg.batch_size, mean=self.data.mean, std=self.data.std,
+            channels_last=cfg.channels_last,
+        ):
+            with self.autocast:
+                if cfg.eval_logits == "all":
+                    pred = net.all_logits(x).argmax(1) - offset
+                else:
+                    pred = self.forward(x, head_task).argmax(1)
+            correct += (pred == y).sum()
+        net.train()
+        return 100.0 * correct.item() / len(data.test_y)
+
+    def evaluate_task(self, t: int) -> float:
+        """Task t with its own subnetwork (mask) and head."""
+        with self.sparsity.use_task(t):
+            return self.accuracy(t, self.tasks[t])
+
+    # ------------------------------------------------------------------ training
+    def train_task(self, t: int, epochs_bar: Iterator | None = None) -> tuple[float, float]:
+        cfg, data = self.cfg, self.tasks[t]
+        optimizer = torch.optim.Adam(self.net.task_parameters(t), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(cfg.epochs), gamma=0.1)
+        self.net.train()
+        step, start = 0, time.perf_counter()
+        epoch_loss = torch.zeros((), device=self.device)
+        for _ in range(cfg.epochs):
+            epoch_loss.zero_()
+            batches = 0
+            for x, y in train_batches(
+                data.train_x, data.train_y, cfg.batch_size, mean=self.data.mean, std=self.data.std,
+                generator=self.generator, channels_last=cfg.channels_last,
+            ):
+                with self.autocast:
+                    loss = F.cross_entropy(self.forward(x, t), y)
+                optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                self.sparsity.prepare_grads()
+                optimizer.step()
+                self.sparsity.after_step()
+                step += 1
+                stats = self.sparsity.maybe_update(step, optimizer)
+                if stats is not None:
+                    self.updates.append({"task": t, **stats})
+                epoch_loss += loss.detach()
+                batches += 1
+            scheduler.step()
+            if epochs_bar is not None:
+                epochs_bar.update(1)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start, (epoch_loss / max(batches, 1)).item()
+
+    def steps_per_task(self, t: int) -> int:
+        return self.cfg.epochs * math.ceil(len(self.tasks[t].train_y) / self.cfg.batch_size)
+
+    def run(self) -> RunResult:
+        cfg, T = self.cfg, self.cfg.num_tasks
+        A = np.full((T, T), np.nan)
+        pre, baseline = np.full(T, np.nan), np.full(T, np.nan)
+        task_seconds, losses, growths = [], [], []
+        self.updates: list[dict[str, Any]] = []
+        eval_time = 0.0
+        tasks_bar = tqdm(range(T), desc="tasks", disable=not cfg.progress, leave=True)
+        epochs_bar = tqdm(total=T * cfg.epochs, desc="epochs", disable=not cfg.progress, leave=False)
+        for t in tasks_bar:
+            self.sparsity.begin_task(t, self.steps_per_task(t))
+            growths.append(self.sparsity.current_growth)
+            t0 = time.perf_counter()
+            if t == 0:  # the random network (task 0's initial mask) on every task
+                baseline[:] = [self.accuracy(i, self.tasks[i]) for i in range(T)]
+            pre[t] = self.accuracy(t, self.tasks[t])
+            eval_time += time.perf_counter() - t0
+            seconds, loss = self.train_task(t, epochs_bar)
+            task_seconds.append(seconds)
+            losses.append(loss)
+            self.sparsity.end_task()
+            t0 = time.perf_counter()
+            A[t, : t + 1] = [self.evaluate_task(i) for i in range(t + 1)]
+            eval_time += time.perf_counter() - t0
+            tasks_bar.set_postfix(acc=f"{np.mean(A[t, : t + 1]):.1f}")
+            log.info("task %d: loss %.3f, accuracy so far %.2f%%", t, loss, np.mean(A[t, : t + 1]))
+        epochs_bar.close()
+        t0 = time.perf_counter()
+        Fm = np.full((T, T), np.nan)
+        for i in range(T):
+            with self.sparsity.use_task(i):
+                for j in range(i + 1, T):
+                    Fm[i, j] = self.accuracy(i, self.tasks[j])
+        eval_time += time.perf_counter() - t0
+        return RunResult(
+            config=cfg,
+            acc_matrix=A,
+            fwt_matrix=Fm,
+            pre_acc=pre,
+            baseline_acc=baseline,
+            growth_per_task=growths,
+            task_seconds=task_seconds,
+            eval_seconds=eval_time,
+            final_loss=losses,
+            updates=self.updates,
+            capacity=capacity_over_tasks(self.sparsity.masks),
+            sparsity=self.sparsity,
+            device=str(self.device),
+        )
+
+
+def train_continual(cfg: Config, dataset: ImageDataset | None = None) -> RunResult:
+    """Run one configuration end to end and return its results (nothing is written)."""
+    return Trainer(cfg, dataset).run()

@@ -1,0 +1,50 @@
+"""The experiment registry: every paper artifact's grid, scaled by profiles."""
+
+import pytest
+
+from cldst import experiments
+from cldst.errors import ConfigError
+
+
+def test_paper_grid_sizes():
+    sizes = {name: len(experiments.configs(name, "paper")) for name in experiments.EXPERIMENTS}
+    # 2 inits x 4 growths x 3 densities x 3 seeds per table scenario
+    assert sizes == {
+        "cifar100-20": 72, "miniimagenet-10": 72, "cifar100-10": 72, "cifar100-5": 72,
+        "adaptive": 12, "update-frequency": 72, "sparsity": 72, "mobilenetv2": 72, "vgg": 72,
+    }
+    assert sum(sizes.values()) == 588
+
+
+def test_paper_profile_matches_the_paper_setup():
+    cfgs = experiments.configs("cifar100-20", "paper")
+    assert {c.epochs for c in cfgs} == {25}
+    assert {c.num_tasks for c in cfgs} == {20}
+    assert {c.density for c in cfgs} == {0.2, 0.1, 0.05}
+    assert {c.seed for c in cfgs} == {0, 1, 2}
+    assert {c.epochs for c in experiments.configs("cifar100-10", "paper")} == {100}
+    assert {c.dataset for c in experiments.configs("miniimagenet-10", "paper")} == {"miniimagenet"}
+    adaptive = {c.growth for c in experiments.configs("adaptive", "paper")}
+    assert "0:random,5:gradient" in adaptive and {"random", "gradient"} <= adaptive
+    assert {c.update_frequency for c in experiments.configs("update-frequency", "paper")} == {50, 100, 200, 400}
+
+
+def test_run_ids_are_unique_across_the_whole_paper_grid():
+    cfgs = experiments.all_configs("paper")
+    ids = [(c.experiment, c.run_id()) for c in cfgs]
+    assert len(set(ids)) == len(ids) == 588
+
+
+def test_smoke_profile_scales_without_changing_the_grid():
+    smoke = experiments.configs("cifar100-10", "smoke")
+    assert len(smoke) == 24
+    assert {c.dataset for c in smoke} == {"synth100"}
+    assert {c.experiment for c in smoke} == {"smoke/cifar100-10"}
+    assert {c.update_frequency for c in experiments.configs("update-frequency", "smoke")} == {1, 2, 4, 8}
+
+
+def test_unknown_names():
+    with pytest.raises(ConfigError, match="experiment 'table9' is not one of: cifar100-20"):
+        experiments.configs("table9")
+    with pytest.raises(ConfigError, match="profile 'huge' is not one of: paper, smoke"):
+        experiments.configs("adaptive", "huge")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,15 @@ from tqdm.auto import tqdm
 
 from cldst import metrics
 from cldst.config import Config
-from cldst.data import ImageDataset, TaskData, eval_batches, load_dataset, make_split, task_tensors, train_batches
+from cldst.data import (
+    ImageDataset,
+    TaskData,
+    eval_batches,
+    load_dataset,
+    make_split,
+    task_tensors,
+    train_batches,
+)
 from cldst.errors import ConfigError
 from cldst.models import ContinualNet, build_model
 from cldst.sparse import ContinualSparsity, capacity_over_tasks
@@ -101,6 +110,7 @@ def prepare_data(cfg: Config) -> ImageDataset:
         image_size=cfg.image_size or None,
         train_per_class=cfg.train_per_class,
         test_per_class=cfg.test_per_class,
+        download=os.environ.get("CLDST_OFFLINE") != "1",  # tests and air-gapped clusters set CLDST_OFFLINE=1
     )
     if ds.num_classes != cfg.num_classes:
         raise ConfigError(f"num_classes={cfg.num_classes} but dataset {cfg.dataset!r} has {ds.num_classes} classes")

@@ -1,0 +1,45 @@
+"""Bad input at the command line: one clear line on stderr, non-zero exit, no record that looks complete."""
+
+import subprocess
+import sys
+
+import pytest
+
+from cldst.cli import main
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "cldst.cli", *args], capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--density", "2"], "error: density=2.0 must be in (0, 1]"),
+        (["run", "--growth", "magic"], "error: growth"),
+        (["run", "--num_tasks", "7"], "error: num_tasks=7 does not divide num_classes=100"),
+        (["run", "--epochs", "many"], "error: epochs='many' must be an integer"),
+        (["run", "--save_masks", "maybe"], "error: save_masks='maybe' must be a boolean"),
+        (["sweep", "table9"], "error: experiment 'table9' is not one of:"),
+        (["sweep", "adaptive", "--profile", "huge"], "error: profile 'huge' is not one of: paper, smoke"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message), err
+    assert len(err.splitlines()) == 1
+
+
+def test_missing_dataset_fails_before_any_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLDST_OFFLINE", "1")
+    monkeypatch.setenv("CLDST_RUNS", str(tmp_path / "runs"))
+    code = main(["run", "--dataset", "cifar100", "--data_root", str(tmp_path / "empty")])
+    assert code == 2
+    assert not list((tmp_path / "runs").rglob("metrics.json"))
+
+
+def test_cli_entry_point_runs_as_module():
+    out = run_cli("experiments")
+    assert out.returncode == 0
+    assert "cifar100-10" in out.stdout and "table3" in out.stdout

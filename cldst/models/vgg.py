@@ -1,0 +1,53 @@
+"""The VGG-like network of the DST literature for CIFAR (VGG-16 layout, conv3x3-BN-ReLU, no biases).
+
+Config (numbers = output channels at width 64, "M" = 2x2 max-pool):
+    64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M
+13 convs; channels are scaled by width / 64 (at least 1). After the last pool a global average pool
+gives features [B, 512 * width / 64] (at 32x32 inputs the map is already 1x1, so this is a flatten).
+Unlike the SNIP/ITOP "VGG-like" we put no hidden fully-connected layers before the task head.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cldst.models.norm import make_norm
+from cldst.models.resnet import make_stem
+
+VGG_LIKE: tuple[int | str, ...] = (
+    64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
+)  # fmt: skip
+
+
+def scale_channels(channels: int, width: int) -> int:
+    """Channels of a width-64 layer at `width`: round(channels * width / 64), at least 1."""
+    return max(1, round(channels * width / 64))
+
+
+class VGG(nn.Module):
+    """x [B, in_channels, H, W] -> features [B, scale_channels(512, width)]."""
+
+    def __init__(self, width: int = 64, stem: str = "cifar", bn: str = "batch", in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for item in VGG_LIKE:
+            if item == "M":
+                # ceil_mode: a 1x1 map stays 1x1 (inputs under 32 px, or the authors' stride-2 stem);
+                # on even sizes it is identical to the usual floor mode.
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
+                continue
+            out_channels = scale_channels(int(item), width)
+            conv = (
+                make_stem(stem, channels, out_channels)
+                if not layers
+                else nn.Conv2d(channels, out_channels, 3, padding=1, bias=False)
+            )
+            layers += [conv, make_norm(bn, out_channels), nn.ReLU(inplace=True)]
+            channels = out_channels
+        self.layers = nn.Sequential(*layers)
+        self.feature_dim = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x).mean(dim=(2, 3))  # [B, F, h, w] -> [B, F]

@@ -1,0 +1,277 @@
+"""Backbones and task heads: shapes, exact parameter counts, maskable sets, BN modes, head slicing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cldst.errors import ConfigError
+from cldst.models import ARCHS, BNS, HEADS, STEMS, ContinualNet, build_model, make_norm, param_shapes
+from cldst.models.vgg import scale_channels
+
+
+def tiny(arch: str, **kw) -> ContinualNet:
+    """Width 8, 12 classes in 3 tasks (C = 4): small enough for many forward passes."""
+    torch.manual_seed(0)
+    return build_model(arch, num_classes=12, num_tasks=3, width=kw.pop("width", 8), **kw)
+
+
+def resnet18_conv_shapes(width: int, stem_kernel: int, in_channels: int = 3) -> list[tuple[int, ...]]:
+    """Conv weight shapes of ResNet-18 written out by hand: stem, then per stage two BasicBlocks
+    (two 3x3 convs each), plus a 1x1 shortcut in the first block of stages 2-4."""
+    w = width
+    shapes = [(w, in_channels, stem_kernel, stem_kernel)]
+    shapes += [(w, w, 3, 3)] * 4  # stage 1: no shape change, no shortcut
+    for c_in, c_out in ((w, 2 * w), (2 * w, 4 * w), (4 * w, 8 * w)):
+        shapes += [(c_out, c_in, 3, 3), (c_out, c_out, 3, 3), (c_out, c_in, 1, 1)]
+        shapes += [(c_out, c_out, 3, 3)] * 2
+    return shapes
+
+
+# ---------------------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("stem", STEMS)
+@pytest.mark.parametrize("head", HEADS)
+def test_output_shapes(arch: str, stem: str, head: str) -> None:
+    net = tiny(arch, stem=stem, head=head)
+    expected_features = {"resnet18": 64, "vgg": 64, "mobilenetv2": 160}[arch]  # 8*8, 512/8, 1280/8
+    assert net.feature_dim == expected_features
+    x = torch.randn(5, 3, 16, 16)
+    assert net.features(x).shape == (5, expected_features)
+    assert net(x, 2).shape == (5, 4)
+    assert net.all_logits(x).shape == (5, 12)
+
+
+def test_in_channels_and_32px_input() -> None:
+    net = tiny("resnet18", in_channels=1)
+    assert net.backbone.conv1.weight.shape == (8, 1, 3, 3)
+    assert net(torch.randn(2, 1, 32, 32), 0).shape == (2, 4)
+
+
+def test_width_scaling_rounds_and_keeps_at_least_one_channel() -> None:
+    assert scale_channels(1280, 32) == 640
+    assert scale_channels(24, 8) == 3
+    assert scale_channels(16, 1) == 1  # 0.25 rounds to 0, clamped to 1
+    net = build_model("mobilenetv2", num_classes=4, num_tasks=2, width=1)
+    assert net.backbone.conv1.weight.shape == (1, 3, 3, 3)  # round(32/64) = 0 -> 1
+    assert net.feature_dim == 20  # 1280/64
+    assert net(torch.randn(2, 3, 8, 8), 1).shape == (2, 2)
+
+
+# ------------------------------------------------------------------------------ parameter counts
+def test_resnet18_exact_parameter_count() -> None:
+    net = build_model("resnet18", num_classes=100, num_tasks=10)  # width 64, cifar stem, bn="batch"
+    backbone = sum(math.prod(s) for s in resnet18_conv_shapes(64, 3))
+    assert backbone == 11_159_232
+    assert sum(p.numel() for p in net.backbone.parameters()) == backbone  # no BN params, no biases
+    assert sum(p.numel() for p in net.parameters()) == 11_159_232 + 512 * 100 == 11_210_432
+    assert [tuple(s) for s in param_shapes(net).values()] == resnet18_conv_shapes(64, 3) + [(100, 512)]
+
+
+@pytest.mark.parametrize(
+    ("arch", "count"),
+    # Known totals of the common CIFAR-10 nets (kuangliu/pytorch-cifar: 11,173,962 / 2,296,922 /
+    # 14,728,266) minus their biases: classifier bias 10, and VGG's 13 conv biases (4,224).
+    [("resnet18", 11_173_952), ("mobilenetv2", 2_296_912), ("vgg", 14_724_032)],
+)
+def test_standard_bn_counts_match_reference_nets(arch: str, count: int) -> None:
+    net = build_model(arch, num_classes=10, num_tasks=1, bn="standard")
+    assert sum(p.numel() for p in net.parameters()) == count
+
+
+def test_authors_stem_is_7x7_stride_2_and_halves_every_map() -> None:
+    net = build_model("resnet18", num_classes=100, num_tasks=10, stem="authors")
+    conv = net.backbone.conv1
+    assert conv.weight.shape == (64, 3, 7, 7)
+    assert (conv.stride, conv.padding) == ((2, 2), (3, 3))
+    assert sum(p.numel() for p in net.parameters()) == 11_210_432 + 64 * 3 * (49 - 9)
+
+    sizes: dict[str, tuple[int, ...]] = {}
+    for stem in STEMS:
+        small = tiny("resnet18", stem=stem)
+        hooks = [
+            small.backbone.conv1.register_forward_hook(lambda m, i, o, s=stem: sizes.__setitem__(s + "1", o.shape)),
+            small.backbone.layer4.register_forward_hook(lambda m, i, o, s=stem: sizes.__setitem__(s + "4", o.shape)),
+        ]
+        small.features(torch.randn(2, 3, 32, 32))
+        for h in hooks:
+            h.remove()
+    assert sizes["cifar1"][2:] == (32, 32) and sizes["authors1"][2:] == (16, 16)
+    assert sizes["cifar4"][2:] == (4, 4) and sizes["authors4"][2:] == (2, 2)
+
+
+# ---------------------------------------------------------------------------- maskable parameters
+def test_resnet18_maskable_parameters_are_exactly_conv_and_head_weights() -> None:
+    net = tiny("resnet18")
+    maskable = net.maskable_parameters()
+    assert len(maskable) == 21  # 17 convs on the main path + 3 shortcut convs + head
+    assert sum(".shortcut." in name for name in maskable) == 3
+    assert list(maskable)[0] == "backbone.conv1.weight" and list(maskable)[-1] == "head.weight"
+    order = [name for name, _ in net.named_parameters() if name in maskable]
+    assert list(maskable) == order
+    weights = {id(m.weight) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    assert {id(p) for p in maskable.values()} == weights
+
+    multi = tiny("resnet18", head="multi")
+    assert len(multi.maskable_parameters()) == 20  # per-task heads are dense
+    assert not any(name.startswith("heads.") for name in multi.maskable_parameters())
+
+
+@pytest.mark.parametrize(("arch", "convs"), [("vgg", 13), ("mobilenetv2", 57)])
+def test_other_archs_mask_every_conv_including_depthwise(arch: str, convs: int) -> None:
+    # MobileNetV2: stem + 17 blocks x 3 convs + 4 shortcut convs (stride-1 blocks whose channels
+    # change: 32->16, 16->24, 64->96, 160->320) + final 1x1 = 57.
+    net = tiny(arch)
+    maskable = net.maskable_parameters()
+    assert len(maskable) == convs + 1
+    depthwise = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == (17 if arch == "mobilenetv2" else 0)
+    assert all(any(p is m.weight for p in maskable.values()) for m in depthwise)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("bn", BNS)
+def test_no_biases_anywhere(arch: str, bn: str) -> None:
+    net = tiny(arch, bn=bn, head="multi")
+    assert all(m.bias is None for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    bn_names = [n for n, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bn_names
+    # "bias" may only appear as the shift of an affine BatchNorm (bn="standard").
+    for name, _ in net.named_parameters():
+        if "bias" in name:
+            assert bn == "standard" and name.rsplit(".", 1)[0] in bn_names
+
+
+# ------------------------------------------------------------------------------------ BatchNorm
+def test_make_norm_kinds() -> None:
+    batch, standard = make_norm("batch", 4), make_norm("standard", 4)
+    assert (batch.affine, batch.track_running_stats) == (False, False)
+    assert list(batch.parameters()) == [] and list(batch.buffers()) == []
+    assert (standard.affine, standard.track_running_stats) == (True, True)
+    assert sum(p.numel() for p in standard.parameters()) == 8
+    with pytest.raises(ConfigError, match="bn='group' is not one of: batch, standard"):
+        make_norm("group", 4)
+
+
+def test_batch_bn_has_no_parameters_and_eval_depends_on_the_batch() -> None:
+    net = tiny("resnet18", bn="batch").eval()
+    assert [id(p) for p in net.parameters()] == [id(p) for p in net.maskable_parameters().values()]
+    torch.manual_seed(1)
+    sample, other_a, other_b = torch.randn(1, 3, 16, 16), torch.randn(3, 3, 16, 16), torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        out_a = net(torch.cat([sample, other_a]), 0)[0]
+        out_b = net(torch.cat([sample, other_b]), 0)[0]
+    assert (out_a - out_b).abs().max() > 1e-3
+
+
+def test_standard_bn_eval_output_does_not_depend_on_the_batch() -> None:
+    net = tiny("resnet18", bn="standard")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        net(torch.randn(8, 3, 16, 16), 0)  # one train-mode pass moves the running statistics
+    net.eval()
+    sample, other_a, other_b = torch.randn(1, 3, 16, 16), torch.randn(3, 3, 16, 16), torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        out_a = net(torch.cat([sample, other_a]), 0)[0]
+        out_b = net(torch.cat([sample, other_b]), 0)[0]
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=1e-6)
+    bn_params = sum(p.numel() for m in net.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
+    assert bn_params == 2 * 5 * (8 + 16 + 32 + 64)  # weight + bias per channel; 5 BNs at each width
+
+
+# ------------------------------------------------------------------------------------------ heads
+def test_shared_head_task_logits_are_columns_of_all_logits() -> None:
+    net = tiny("resnet18")
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        full = net.all_logits(x)
+        for t in range(3):
+            assert torch.equal(net(x, t), full[:, 4 * t : 4 * t + 4])
+
+
+def test_multi_head_all_logits_concatenate_task_heads_in_order() -> None:
+    net = tiny("vgg", head="multi")
+    x = torch.randn(4, 3, 16, 16)
+    with torch.no_grad():
+        full = net.all_logits(x)
+        for t in range(3):
+            assert torch.equal(net(x, t), full[:, 4 * t : 4 * t + 4])
+
+
+def test_multi_head_gradient_reaches_only_its_own_head() -> None:
+    net = tiny("resnet18", head="multi")
+    net(torch.randn(4, 3, 16, 16), 1).square().sum().backward()
+    assert net.heads[0].weight.grad is None and net.heads[2].weight.grad is None
+    assert net.heads[1].weight.grad.abs().sum() > 0
+    params = net.task_parameters(1)
+    assert any(p is net.heads[1].weight for p in params)
+    assert not any(p is net.heads[0].weight or p is net.heads[2].weight for p in params)
+    assert len(params) == len(list(net.backbone.parameters())) + 1
+
+
+def test_shared_head_gradient_reaches_only_the_task_rows() -> None:
+    net = tiny("resnet18")
+    net(torch.randn(4, 3, 16, 16), 2).square().sum().backward()
+    row_grad = net.head.weight.grad.abs().sum(dim=1)  # [12]
+    assert torch.equal(row_grad[:8], torch.zeros(8))
+    assert (row_grad[8:] > 0).all()
+    assert [id(p) for p in net.task_parameters(0)] == [id(p) for p in net.parameters()]
+
+
+def test_task_parameters_include_bn_affine_parameters() -> None:
+    net = tiny("mobilenetv2", bn="standard", head="multi")
+    params = {id(p) for p in net.task_parameters(0)}
+    bn_params = [p for m in net.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()]
+    assert bn_params and all(id(p) in params for p in bn_params)
+
+
+def test_task_out_of_range() -> None:
+    net = tiny("resnet18")
+    with pytest.raises(ValueError, match="task=3 is out of range 0..2"):
+        net(torch.randn(2, 3, 16, 16), 3)
+
+
+# ------------------------------------------------------------------------------- init, training
+def test_conv_init_is_kaiming_normal_fan_out() -> None:
+    torch.manual_seed(0)
+    net = build_model("resnet18", num_classes=100, num_tasks=10, width=16)
+    w = net.backbone.layer4[1].conv2.weight  # [128, 128, 3, 3]: fan_out = 128 * 9
+    assert abs(w.std().item() / math.sqrt(2 / (128 * 9)) - 1) < 0.02
+    assert abs(w.mean().item()) < 1e-3
+    bound = 1 / math.sqrt(128)  # head: PyTorch default kaiming-uniform U(-1/sqrt(F), 1/sqrt(F))
+    assert net.head.weight.abs().max() <= bound
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forward_backward_reaches_every_maskable_weight(arch: str) -> None:
+    net = tiny(arch, bn="standard")
+    loss = nn.functional.cross_entropy(net(torch.randn(4, 3, 32, 32), 1), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    for name, p in net.maskable_parameters().items():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        if name != "head.weight":
+            assert p.grad.abs().sum() > 0, name
+
+
+# ------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"arch": "resnet50"}, "arch='resnet50' is not one of: resnet18, vgg, mobilenetv2"),
+        ({"stem": "imagenet"}, "stem='imagenet' is not one of: cifar, authors"),
+        ({"bn": "group"}, "bn='group' is not one of: batch, standard"),
+        ({"head": "single"}, "head='single' is not one of: shared, multi"),
+        ({"num_tasks": 7}, r"num_tasks=7 does not divide num_classes=12 \(allowed: 1, 2, 3, 4, 6, 12\)"),
+        ({"width": 0}, "width=0 must be an integer >= 1"),
+        ({"num_classes": 0}, "num_classes=0 must be an integer >= 1"),
+        ({"in_channels": 2.5}, "in_channels=2.5 must be an integer >= 1"),
+    ],
+)
+def test_bad_arguments_raise_config_error(kwargs: dict, message: str) -> None:
+    args = {"arch": "resnet18", "num_classes": 12, "num_tasks": 3, "width": 8, **kwargs}
+    arch = args.pop("arch")
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        build_model(arch, **args)

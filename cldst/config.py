@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from cldst.errors import ConfigError
+from cldst.models import ARCHS, BNS, HEADS, STEMS  # one source of truth for the choices
+from cldst.sparse import DROP, FROZEN_GRADS, INITS, NEW_WEIGHTS
+from cldst.sparse.schedule import GrowthSchedule
 
 DATASETS = ("synth100", "cifar100", "miniimagenet")
 DATASET_ALIASES = {
@@ -25,15 +28,8 @@ DATASET_ALIASES = {
     "miniimagenet100": "miniimagenet",
     "synth100": "synth100",
 }
-ARCHS = ("resnet18", "vgg", "mobilenetv2")
-STEMS = ("cifar", "authors")
-BNS = ("batch", "standard")
-HEADS = ("shared", "multi")
 EVAL_LOGITS = ("task", "all")
-INITS = ("uniform", "ERK")
-DROPS = ("magnitude",)
-FROZEN_GRADS = ("zero", "keep")
-NEW_WEIGHTS = ("random", "zero")
+DROPS = tuple(DROP)
 CLASS_ORDERS = ("natural", "random")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
@@ -144,8 +140,6 @@ class Config:
             raise ConfigError(f"lr={self.lr} must be > 0 and weight_decay={self.weight_decay} >= 0")
         if not re.fullmatch(r"[A-Za-z0-9_.\-/]+", self.experiment) or ".." in self.experiment:
             raise ConfigError(f"experiment={self.experiment!r} may hold only letters, digits, '_', '-', '.', '/'")
-        from cldst.sparse.schedule import GrowthSchedule  # late import: sparse depends on nothing here
-
         GrowthSchedule.parse(self.growth)
         return self
 

@@ -1,4 +1,4 @@
-"""Packaging hygiene: one dependency list, pinned versions, clean notebooks, lint, no ../shared."""
+"""Packaging hygiene: one dependency list, pinned versions, clean notebooks, lint, nothing read from the shared folder."""
 
 import json
 import re

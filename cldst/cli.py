@@ -47,6 +47,7 @@ def cmd_run(args) -> int:
     else:
         if args.force and records.is_complete(path):
             (path / records.METRICS).unlink()
+        sweep.ensure_datasets([cfg])  # a missing dataset is one line here, before any record exists
         path = sweep.execute_run(cfg)
         print(f"record: {path}")
     m = records.load_metrics(path)

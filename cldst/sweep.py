@@ -80,6 +80,22 @@ def execute_run(cfg: Config | dict, root: str | None = None) -> str:
     return str(path)
 
 
+def ensure_datasets(cfgs: Sequence[Config]) -> None:
+    """Load each distinct downloadable dataset once, up front, in this process.
+
+    A missing or corrupt file is then one clear DataError before any run starts (instead of one failed
+    notebook per run), and the download or miniImageNet decoding happens once rather than racing in
+    every worker."""
+    from cldst.train import prepare_data
+
+    seen = set()
+    for cfg in cfgs:
+        key = (cfg.dataset, cfg.data_root, cfg.image_size)
+        if cfg.dataset != "synth100" and key not in seen:
+            seen.add(key)
+            prepare_data(cfg.replace(train_per_class=0, test_per_class=0))
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     ename = getattr(exc, "ename", None)  # papermill's PapermillExecutionError
@@ -104,6 +120,7 @@ def run_sweep(
     progress: bool = True,
     retries: int = 1,
     slurm: dict | None = None,
+    check_data: bool = True,
 ) -> SweepReport:
     """Execute every configuration that is not complete yet."""
     if executor not in EXECUTORS:
@@ -120,6 +137,8 @@ def run_sweep(
         report.skipped = [c.run_id() for c in report.skipped]
     if not todo:
         return report
+    if check_data:
+        ensure_datasets(todo)
     bar = tqdm(total=len(cfgs), initial=len(report.skipped), desc="runs", disable=not progress, unit="run")
     try:
         if executor == "local":

@@ -14,6 +14,7 @@ import pytest
 from cldst import records
 from cldst.collect import collect
 from cldst.config import Config
+from cldst.errors import DataError
 from cldst.sweep import run_sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
@@ -41,6 +42,7 @@ def test_sweep_survives_a_killed_run_and_resumes(tmp_path):
     dirs = [records.run_dir(c, root) for c in cfgs]
     script = textwrap.dedent(f"""
         from cldst.config import Config
+from cldst.errors import DataError
         from cldst.sweep import run_sweep
         cfgs = [Config.from_dict(d) for d in {[c.to_dict() for c in cfgs]!r}]
         run_sweep(cfgs, workers=1, root={str(root)!r}, progress=False)
@@ -82,7 +84,11 @@ def test_sweep_survives_a_killed_run_and_resumes(tmp_path):
 def test_failed_run_is_reported_and_not_complete(tmp_path, monkeypatch):
     monkeypatch.setenv("CLDST_OFFLINE", "1")
     cfg = Config(**{**TINY, "dataset": "cifar100", "data_root": str(tmp_path / "nothing")})
-    report = run_sweep([cfg], root=tmp_path / "runs", progress=False)
+    with pytest.raises(DataError, match="nothing"):  # checked once, up front, before any run starts
+        run_sweep([cfg], root=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()
+    # inside the notebook the same error fails that run only, and leaves no complete-looking record
+    report = run_sweep([cfg], root=tmp_path / "runs", progress=False, check_data=False)
     assert list(report.failed) == [cfg.run_id()]
     assert "DataError" in report.failed[cfg.run_id()]
     assert not records.is_complete(records.run_dir(cfg, tmp_path / "runs"))

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -40,13 +39,12 @@ def test_sweep_survives_a_killed_run_and_resumes(tmp_path):
     root = tmp_path / "runs"
     cfgs = tiny_configs()
     dirs = [records.run_dir(c, root) for c in cfgs]
-    script = textwrap.dedent(f"""
-        from cldst.config import Config
-from cldst.errors import DataError
-        from cldst.sweep import run_sweep
-        cfgs = [Config.from_dict(d) for d in {[c.to_dict() for c in cfgs]!r}]
-        run_sweep(cfgs, workers=1, root={str(root)!r}, progress=False)
-    """)
+    script = "\n".join([
+        "from cldst.config import Config",
+        "from cldst.sweep import run_sweep",
+        f"cfgs = [Config.from_dict(d) for d in {[c.to_dict() for c in cfgs]!r}]",
+        f"run_sweep(cfgs, workers=1, root={str(root)!r}, progress=False)",
+    ])
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240

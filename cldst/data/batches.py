@@ -36,8 +36,16 @@ class TaskData:
     test_y: torch.Tensor  # int64 [M]
 
 
+EVAL_ORDER_SEED = 0  # fixed: the test order is part of the task, not of the run
+
+
 def task_tensors(ds: ImageDataset, split: TaskSplit, t: int, device: torch.device | str) -> TaskData:
-    """Task t's images (stored order) on `device`, labels mapped to their position in split.classes(t)."""
+    """Task t's images on `device`, labels mapped to their position in split.classes(t).
+
+    Training images keep the stored order (train_batches shuffles them). Test images are put in one
+    fixed, seeded permutation: evaluation stays deterministic and unshuffled, yet every test batch
+    mixes the task's classes. This matters with batch-statistics BatchNorm (bn="batch", the authors'
+    choice): on class-sorted batches it would normalize the class signal away (accuracy ~ chance)."""
     classes = split.classes(t)
     if split.num_classes != ds.num_classes:
         raise ConfigError(f"split has {split.num_classes} classes but dataset {ds.name!r} has {ds.num_classes}")
@@ -51,7 +59,8 @@ def task_tensors(ds: ImageDataset, split: TaskSplit, t: int, device: torch.devic
 
     train_x, train_y = select(ds.train_x, ds.train_y)
     test_x, test_y = select(ds.test_x, ds.test_y)
-    return TaskData(t, classes, train_x, train_y, test_x, test_y)
+    order = torch.randperm(len(test_y), generator=torch.Generator().manual_seed(EVAL_ORDER_SEED)).to(test_y.device)
+    return TaskData(t, classes, train_x, train_y, test_x[order], test_y[order])
 
 
 def train_batches(

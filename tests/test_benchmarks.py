@@ -1,0 +1,72 @@
+"""The speed benchmark keeps running: every section prints its header and its ratio line.
+
+No timing is asserted (the machine is shared); only that the script works end to end, that the
+numbers it dumps are consistent with each other, and that the DST step stays correct on CPU with the
+GPU fast-path options (bf16 autocast, channels_last): finite loss, sparsity invariants hold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "speed.py"
+HEADERS = [
+    "== 1. DST step vs dense step",
+    "== 2. Topology update per growth criterion",
+    "== 3. Data pipeline vs model",
+    "== 4. papermill overhead per run: skipped",
+    "== 5. Projection of the paper grid",
+]
+RATIOS = ["ratio DST/dense: ", "ratio amortized update/step", "ratio pipeline/model: ", "ratio total/train: "]
+
+
+def run_tiny(tmp_path: Path, *extra: str) -> tuple[str, dict]:
+    out = tmp_path / "speed.json"
+    cmd = [sys.executable, str(SCRIPT), "--tiny", "--no-papermill", "--device", "cpu", "--json", str(out), *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_prints_every_section(tmp_path: Path) -> None:
+    stdout, numbers = run_tiny(tmp_path)
+    lines = stdout.splitlines()
+    for header in HEADERS:
+        assert sum(line.startswith(header) for line in lines) == 1, header
+    for ratio in RATIOS:
+        assert sum(line.startswith(ratio) for line in lines) == 1, ratio
+    assert "check: loss " in stdout and "sparsity invariants hold" in stdout
+    # The printed ratio is the ratio of the dumped step times (same process, same numbers).
+    steps = numbers["steps"]
+    assert steps["ratio"] == pytest.approx(steps["dst_step_s"] / steps["dense_step_s"], rel=1e-12)
+    assert f"ratio DST/dense: {steps['ratio']:.3f}" in stdout
+    assert set(numbers["topology"]) == {"random", "unfired", "gradient", "momentum"}
+    assert numbers["papermill"] is None
+    # The projection covers the whole paper grid: 588 runs, 9 experiments, parts adding up to the total.
+    total = numbers["projection"]["total"]
+    assert total["runs"] == 588
+    assert len(numbers["projection"]["experiments"]) == 9
+    parts = total["train_h"] + total["topology_h"] + total["eval_h"] + total["papermill_h"]
+    assert total["total_h"] == pytest.approx(parts, rel=1e-12)
+    assert total["papermill_h"] == 0.0
+    assert set(numbers["projection"]["rates"]) == {"resnet18", "vgg", "mobilenetv2"}
+    assert all(math.isfinite(v) and v > 0 for v in (steps["dense_images_per_s"], steps["dst_images_per_s"]))
+
+
+@pytest.mark.slow
+def test_fast_path_options_keep_the_dst_step_correct_on_cpu(tmp_path: Path) -> None:
+    stdout, numbers = run_tiny(
+        tmp_path, "--precision", "bf16", "--channels-last", "--no-projection-archs", "--steps", "1", "--repeats", "1"
+    )
+    assert "bf16, channels_last" in stdout
+    # check_dst_step raises (non-zero exit) unless the loss is finite and every invariant holds.
+    assert numbers["steps"]["check"].endswith("finite, sparsity invariants hold")
+    assert numbers["projection"]["rates"]["vgg"]["source"] == "assumed = resnet18"

@@ -84,7 +84,10 @@ def cmd_collect(args) -> int:
 def cmd_figures(args) -> int:
     from cldst import analysis
 
-    missing = analysis.build_all(profile=args.profile, root=args.root)
+    from pathlib import Path
+
+    # --root is the runs directory (as for sweep); a profile's runs live under <root>/<profile>/
+    missing = analysis.build_all(profile=args.profile, root=Path(args.root) / args.profile if args.root else None)
     for line in missing:
         print(f"missing: {line}")
     return 0

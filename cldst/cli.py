@@ -82,9 +82,9 @@ def cmd_collect(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from cldst import analysis
-
     from pathlib import Path
+
+    from cldst import analysis
 
     # --root is the runs directory (as for sweep); a profile's runs live under <root>/<profile>/
     missing = analysis.build_all(profile=args.profile, root=Path(args.root) / args.profile if args.root else None)

@@ -155,6 +155,7 @@ class Trainer:
         self.tasks: list[TaskData] = [
             task_tensors(self.data, self.split, t, self.device) for t in range(cfg.num_tasks)
         ]
+        self.updates: list[dict[str, Any]] = []  # topology-update statistics, filled by train_task
         # One CPU generator drives shuffling and augmentation: same seed, same batches.
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.autocast = (
@@ -235,7 +236,7 @@ class Trainer:
         A = np.full((T, T), np.nan)
         pre, baseline = np.full(T, np.nan), np.full(T, np.nan)
         task_seconds, losses, growths = [], [], []
-        self.updates: list[dict[str, Any]] = []
+        self.updates = []  # a fresh list: an earlier RunResult keeps its own
         eval_time = 0.0
         tasks_bar = tqdm(range(T), desc="tasks", disable=not cfg.progress, leave=True)
         epochs_bar = tqdm(total=T * cfg.epochs, desc="epochs", disable=not cfg.progress, leave=False)

@@ -90,3 +90,16 @@ def test_failed_run_is_reported_and_not_complete(tmp_path, monkeypatch):
     assert list(report.failed) == [cfg.run_id()]
     assert "DataError" in report.failed[cfg.run_id()]
     assert not records.is_complete(records.run_dir(cfg, tmp_path / "runs"))
+
+
+def test_submitit_local_executor_runs_the_notebook(tmp_path):
+    """The cluster path (executor="slurm") goes through submitit; its local executor runs the same jobs here."""
+    cfg = tiny_configs()[0]
+    root = tmp_path / "runs"
+    report = run_sweep([cfg], root=root, executor="submitit-local", progress=False)
+    assert report.done == [cfg.run_id()] and report.failed == {}
+    path = records.run_dir(cfg, root)
+    assert records.is_complete(path) and (path / "run.ipynb").is_file()
+    assert list((root / "_submitit").iterdir()), "submitit keeps its job folders under the runs root"
+    again = run_sweep([cfg], root=root, executor="submitit-local", progress=False)
+    assert again.skipped == [cfg.run_id()] and again.done == []

@@ -14,7 +14,7 @@ import sys
 from dataclasses import fields
 
 from cldst.config import PRESETS, Config, coerce
-from cldst.errors import CldstError
+from cldst.errors import CldstError, ConfigError
 
 ALIASES = {"sparse_init": ["--init"]}
 
@@ -56,6 +56,21 @@ def cmd_run(args) -> int:
     return 0
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """`--set FIELD=VALUE` items -> {field: typed value}, with one-line errors."""
+    known = {f.name: f for f in fields(Config)}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"--set {item!r} must be FIELD=VALUE, e.g. --set precision=bf16")
+        if name not in known:
+            raise ConfigError(f"--set: unknown field {name!r}; see `cldst run --help` for the fields")
+        out[name] = coerce(name, value, known[name].type)
+    return out
+
+
 def cmd_sweep(args) -> int:
     from cldst import experiments, sweep
 
@@ -63,10 +78,12 @@ def cmd_sweep(args) -> int:
     for name in names:
         experiments.get_experiment(name)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
-    cfgs = [c for n in names for c in experiments.configs(n, args.profile, seeds)]
+    overrides = parse_overrides(args.overrides)
+    cfgs = [c.replace(**overrides).validate() if overrides else c
+            for n in names for c in experiments.configs(n, args.profile, seeds)]
     print(f"{len(cfgs)} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
-                             progress=not args.quiet)
+                             progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g])
     print(report.summary())
     for rid, reason in report.failed.items():
         print(f"FAILED {rid}: {reason}")
@@ -130,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
             sp.add_argument("--executor", default="local", help="local | submitit-local | slurm")
         sp.add_argument("--workers", type=int, default=2)
+        sp.add_argument("--gpus", default="",
+                        help="GPU indices to spread the workers over, e.g. 0,1 (with --workers 8: 4 runs per GPU)")
+        sp.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change a Config field in every run, e.g. --set precision=bf16 --set compile=true "
+                             "(fields that change results change the run ids; device/data_root do not)")
         sp.add_argument("--root", help="runs directory (default: papermill_runs/)")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
         sp.set_defaults(func=func)

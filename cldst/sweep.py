@@ -105,10 +105,19 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1] if text else ''}"
 
 
-def _init_worker(threads: int) -> None:
-    # Each notebook kernel inherits this: N workers share the cores instead of oversubscribing them.
+def _init_worker(threads: int, gpus: Sequence[str] = (), slot=None) -> None:
+    """Set up one worker process; the notebook kernels it starts inherit its environment.
+
+    threads: N workers share the cores instead of oversubscribing them.
+    gpus: worker i (in start order, counted by the shared `slot`) sees only gpus[i % len(gpus)], so
+    `workers=8, gpus=("0", "1")` puts four runs on each GPU and `device="cuda"` means that GPU."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
+    if gpus:
+        with slot.get_lock():
+            index = slot.value
+            slot.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
 
 
 def run_sweep(
@@ -121,12 +130,21 @@ def run_sweep(
     retries: int = 1,
     slurm: dict | None = None,
     check_data: bool = True,
+    gpus: Sequence[str] = (),
 ) -> SweepReport:
-    """Execute every configuration that is not complete yet."""
+    """Execute every configuration that is not complete yet.
+
+    gpus (local executor): GPU indices the workers are spread over, round-robin; several workers per
+    GPU share it (small CIFAR models leave an H100 mostly idle with one run)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is not one of: {', '.join(EXECUTORS)}")
     if workers < 1:
         raise ConfigError(f"workers={workers} must be >= 1")
+    gpus = tuple(str(g).strip() for g in gpus)
+    if any(not g.isdigit() for g in gpus):
+        raise ConfigError(f"gpus={','.join(gpus)!r} must be comma-separated GPU indices, e.g. 0,1")
+    if gpus and executor != "local":
+        raise ConfigError(f"gpus is for executor='local'; with executor={executor!r} the scheduler assigns GPUs")
     root = str(root) if root is not None else None
     report = SweepReport()
     todo = []
@@ -142,7 +160,7 @@ def run_sweep(
     bar = tqdm(total=len(cfgs), initial=len(report.skipped), desc="runs", disable=not progress, unit="run")
     try:
         if executor == "local":
-            _run_local(todo, workers, root, report, bar, retries)
+            _run_local(todo, workers, root, report, bar, retries, gpus)
         else:
             _run_submitit(todo, root, report, bar, cluster="local" if executor == "submitit-local" else "slurm",
                           slurm=slurm or {}, workers=workers)
@@ -151,14 +169,16 @@ def run_sweep(
     return report
 
 
-def _run_local(todo, workers, root, report, bar, retries) -> None:
+def _run_local(todo, workers, root, report, bar, retries, gpus=()) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    slot = ctx.Value("i", 0)  # counts started workers, for the GPU round-robin
     attempts = dict.fromkeys((c.run_id() for c in todo), 0)
     by_id = {c.run_id(): c for c in todo}
     while todo:
         with ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-            initializer=_init_worker, initargs=(threads,),
+            max_workers=min(workers, len(todo)), mp_context=ctx,
+            initializer=_init_worker, initargs=(threads, gpus, slot),
         ) as pool:
             futures = {pool.submit(execute_run, c.to_dict(), root): c.run_id() for c in todo}
             broken = False

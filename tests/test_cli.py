@@ -22,6 +22,14 @@ def run_cli(*args, env=None):
         (["run", "--save_masks", "maybe"], "error: save_masks='maybe' must be a boolean"),
         (["sweep", "table9"], "error: experiment 'table9' is not one of:"),
         (["sweep", "adaptive", "--profile", "huge"], "error: profile 'huge' is not one of: paper, smoke"),
+        (["sweep", "adaptive", "--profile", "smoke", "--gpus", "0,x"],
+         "error: gpus='0,x' must be comma-separated GPU indices"),
+        (["sweep", "adaptive", "--set", "precision"], "error: --set 'precision' must be FIELD=VALUE"),
+        (["sweep", "adaptive", "--set", "speed=fast"], "error: --set: unknown field 'speed'"),
+        (["sweep", "adaptive", "--set", "precision=fp8"], "error: precision='fp8' is not one of: fp32, bf16"),
+        (["demo", "--set", "epochs=two"], "error: epochs='two' must be an integer"),
+        (["sweep", "adaptive", "--profile", "smoke", "--gpus", "0", "--executor", "slurm"],
+         "error: gpus is for executor='local'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
@@ -43,3 +51,14 @@ def test_cli_entry_point_runs_as_module():
     out = run_cli("experiments")
     assert out.returncode == 0
     assert "cifar100-10" in out.stdout and "table3" in out.stdout
+
+
+def test_set_overrides_are_typed_and_only_result_fields_change_run_ids():
+    from cldst import experiments
+    from cldst.cli import parse_overrides
+
+    assert parse_overrides(["precision=bf16", "compile=true", "num-tasks=5", "device=cuda"]) == {
+        "precision": "bf16", "compile": True, "num_tasks": 5, "device": "cuda"}
+    cfg = experiments.configs("adaptive", "smoke")[0]
+    assert cfg.replace(device="cuda", data_root="/elsewhere").run_id() == cfg.run_id()  # a sweep resumes anywhere
+    assert cfg.replace(precision="bf16").run_id() != cfg.run_id()  # bf16 results are other results

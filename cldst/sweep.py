@@ -69,6 +69,9 @@ def execute_run(cfg: Config | dict, root: str | None = None) -> str:
             parameters={**cfg.to_dict(), "progress": False},
             progress_bar=False,
             cwd=str(path),
+            # The kernel's own log (not the cells' output, which the notebook keeps) says at every
+            # start that local TCP is unencrypted; one line per run buries a sweep's progress.
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except Exception as exc:
         # Keep the partial record for inspection; it has no metrics.json so it is never taken as done.

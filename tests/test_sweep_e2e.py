@@ -79,7 +79,7 @@ def test_sweep_survives_a_killed_run_and_resumes(tmp_path):
     assert 0.0 <= m["acc"] <= 100.0
 
 
-def test_failed_run_is_reported_and_not_complete(tmp_path, monkeypatch):
+def test_failed_run_is_reported_and_not_complete(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("CLDST_OFFLINE", "1")
     cfg = Config(**{**TINY, "dataset": "cifar100", "data_root": str(tmp_path / "nothing")})
     with pytest.raises(DataError, match="nothing"):  # checked once, up front, before any run starts
@@ -89,6 +89,7 @@ def test_failed_run_is_reported_and_not_complete(tmp_path, monkeypatch):
     report = run_sweep([cfg], root=tmp_path / "runs", progress=False, check_data=False)
     assert list(report.failed) == [cfg.run_id()]
     assert "DataError" in report.failed[cfg.run_id()]
+    assert "without encryption" not in capfd.readouterr().err  # the kernel's start-up noise is silenced
     assert not records.is_complete(records.run_dir(cfg, tmp_path / "runs"))
 
 

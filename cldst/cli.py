@@ -102,11 +102,15 @@ def cmd_figures(args) -> int:
     from pathlib import Path
 
     from cldst import analysis
+    from cldst.paths import figures_dir, tables_dir
 
     # --root is the runs directory (as for sweep); a profile's runs live under <root>/<profile>/
     missing = analysis.build_all(profile=args.profile, root=Path(args.root) / args.profile if args.root else None)
     for line in missing:
         print(f"missing: {line}")
+    for kind, folder in (("figures", figures_dir()), ("tables", tables_dir())):
+        stems = {p.stem for p in folder.glob(f"{args.profile}_*")}
+        print(f"{kind}: {len(stems)} {args.profile}_* artifacts in {folder}")
     return 0
 
 

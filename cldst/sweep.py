@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cldst import records
+from cldst import notebook, records
 from cldst.config import Config
 from cldst.errors import ConfigError
 from cldst.paths import NOTEBOOKS_DIR
@@ -52,8 +52,6 @@ def execute_run(cfg: Config | dict, root: str | None = None) -> str:
     """Execute one configuration through the training notebook; return its run directory.
 
     Complete runs are returned untouched. Anything else in the directory is removed first."""
-    import papermill  # imported here: a worker pays for it once, the CLI only when it runs something
-
     cfg = Config.from_dict(cfg) if isinstance(cfg, dict) else cfg
     if root is not None:  # the kernel inherits the environment and writes under the same root
         os.environ["CLDST_RUNS"] = str(root)
@@ -63,16 +61,7 @@ def execute_run(cfg: Config | dict, root: str | None = None) -> str:
     records.prepare(path, cfg)
     os.environ[records.DEFER_ENV] = "1"
     try:
-        papermill.execute_notebook(
-            str(TRAIN_NOTEBOOK),
-            str(path / "run.ipynb"),
-            parameters={**cfg.to_dict(), "progress": False},
-            progress_bar=False,
-            cwd=str(path),
-            # The kernel's own log (not the cells' output, which the notebook keeps) says at every
-            # start that local TCP is unencrypted; one line per run buries a sweep's progress.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-        )
+        notebook.execute(TRAIN_NOTEBOOK, path / "run.ipynb", {**cfg.to_dict(), "progress": False}, cwd=path)
     except Exception as exc:
         # Keep the partial record for inspection; it has no metrics.json so it is never taken as done.
         (path / "error.txt").write_text(traceback.format_exc())

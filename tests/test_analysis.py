@@ -294,7 +294,7 @@ def test_figure6_marks_each_switch(collected, tmp_path):
     assert notes == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke_figure6_adaptive.pdf", "smoke_figure6_adaptive.png"]
     ax = fig.axes[0]
-    verticals = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == ":")
+    verticals = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_gid() == "switch")
     assert verticals == [4, 6]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["random", "gradient", "adaptive (random → gradient at task 6)", "switch at 50% free"]

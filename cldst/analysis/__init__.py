@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cldst import notebook
 from cldst.analysis.figures import (
     build_adaptive_figure,
     build_appendix_figures,
@@ -118,18 +119,13 @@ def build_all(profile: str = "paper", root: str | Path | None = None, *, out_dir
     todo = [name for name, exps in NOTEBOOKS.items() if any(not select_runs(runs, e, profile).empty for e in exps)]
     if not todo:
         return lines
-    import papermill  # slow to import: only when there is something to execute
-
     out.mkdir(parents=True, exist_ok=True)
     for name in todo:
         target = out / f"{name}.ipynb"
         log.info("executing %s -> %s", name, target)
         try:
-            papermill.execute_notebook(
-                str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(target),
-                parameters={"profile": profile, "runs_root": str(root)},
-                progress_bar=False, cwd=str(out), kernel_name=kernel_name,
-            )
+            notebook.execute(NOTEBOOKS_DIR / f"{name}.ipynb", target, {"profile": profile, "runs_root": str(root)},
+                             cwd=out, kernel_name=kernel_name)
         except Exception as exc:  # one failing notebook must not stop the others; say which and why
             lines.append(f"{name}: notebook failed: {_one_line(exc)} (see {target})")
     return lines

@@ -80,9 +80,15 @@ def curve_stats(curves: pd.DataFrame, by: list[str], value: str = "incremental_a
     return stats.rename(columns={"count": "n"}).reset_index()
 
 
-def _draw_line(ax, stats: pd.DataFrame, color, label: str) -> None:
+# (linestyle, marker) per line of a panel: lines that coincide (e.g. a capacity-triggered switch that
+# never fires, and fixed random) stay visible as two patterns, and figures read in black and white.
+LINE_STYLES = [("-", "o"), ("--", "s"), ("-.", "^"), (":", "D")]
+
+
+def _draw_line(ax, stats: pd.DataFrame, color, label: str, index: int = 0) -> None:
     stats = stats.sort_values("task")
-    ax.plot(stats["task"], stats["mean"], marker="o", markersize=3, color=color, label=label)
+    linestyle, marker = LINE_STYLES[index % len(LINE_STYLES)]
+    ax.plot(stats["task"], stats["mean"], linestyle=linestyle, marker=marker, markersize=3.5, color=color, label=label)
     if (stats["n"] > 1).any():
         ax.fill_between(stats["task"], stats["mean"] - stats["std"], stats["mean"] + stats["std"],
                         color=color, alpha=0.2, linewidth=0)
@@ -114,7 +120,7 @@ def plot_curves(curves: pd.DataFrame, *, lines: str = "growth", rows: str | None
                 for k, lv in enumerate(line_values):
                     part = panel[panel[lines] == lv]
                     if not part.empty:
-                        _draw_line(ax, part, line_color(lines, lv, k, len(line_values)), value_label(lines, lv))
+                        _draw_line(ax, part, line_color(lines, lv, k, len(line_values)), value_label(lines, lv), k)
             ax.set_title(", ".join(value_label(f, v) for f, v in ((rows, rv), (cols, cv)) if f))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
@@ -235,7 +241,7 @@ def build_adaptive_figure(curves: pd.DataFrame, runs: pd.DataFrame, profile: str
     ax = fig.axes[0]
     for growth, tasks in switch_tasks(select_runs(runs, ADAPTIVE_FIGURE.experiment, profile)).items():
         for t in tasks:
-            ax.axvline(t, color=line_color("growth", growth, 0, 1), linestyle=":", linewidth=1.5)
+            ax.axvline(t, color=line_color("growth", growth, 0, 1), linestyle=":", linewidth=1.5, gid="switch")
             ax.annotate(f"switch (task {t})", (t, 1), xycoords=("data", "axes fraction"), rotation=90,
                         ha="right", va="top", fontsize=7, color=line_color("growth", growth, 0, 1))
     save_figure(fig, out_dir, output_stem(ADAPTIVE_FIGURE.stem, profile))
@@ -276,8 +282,8 @@ def plot_capacity_total(curves: pd.DataFrame, title: str = "") -> Figure:
     inits = _ordered(list(INIT_COLORS), curves["sparse_init"])
     for ax, value, ylabel in ((axes[0], "used_fraction", "backbone used (fraction)"), (axes[1], "incremental_acc", ACC_LABEL)):
         stats = curve_stats(curves, ["sparse_init"], value)
-        for init in inits:
-            _draw_line(ax, stats[stats["sparse_init"] == init], INIT_COLORS.get(init, "C0"), f"{init} (all growths)")
+        for k, init in enumerate(inits):
+            _draw_line(ax, stats[stats["sparse_init"] == init], INIT_COLORS.get(init, "C0"), f"{init} (all growths)", k)
         ax.set(xlabel="task", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cldst.data import ImageDataset, TaskSplit, crop_and_flip, eval_batches, task_tensors, train_batches
+from cldst.data.batches import batch_bounds
 from cldst.errors import ConfigError
 
 MEAN, STD = (0.5, 0.25, 0.125), (0.25, 0.5, 0.125)
@@ -84,13 +85,24 @@ def test_same_generator_state_same_batches_and_epochs_differ():
     assert not all(torch.equal(a, b) for a, b in zip(first, second_epoch))
 
 
+def test_batch_bounds_never_leave_a_single_image_alone():
+    assert batch_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert batch_bounds(9, 4) == [(0, 4), (4, 9)]
+    assert batch_bounds(8, 4) == [(0, 4), (4, 8)]
+    assert batch_bounds(1, 4) == [(0, 1)]  # nothing to join
+    assert batch_bounds(0, 4) == []
+    x, y = images(9), torch.arange(9)
+    got = list(train_batches(x, y, 4, mean=MEAN, std=STD, generator=torch.Generator().manual_seed(0)))
+    assert [len(b) for _, b in got] == [4, 5]
+
+
 def test_eval_batches_in_order_unaugmented_exact():
     x = images(5)
     x[0] = 255
     x[1] = 0
     y = torch.tensor([4, 3, 2, 1, 0])
     got = list(eval_batches(x, y, 2, mean=MEAN, std=STD))
-    assert [len(b) for _, b in got] == [2, 2, 1]
+    assert [len(b) for _, b in got] == [2, 3]  # the lone fifth image joins the batch before it
     assert torch.equal(torch.cat([b for _, b in got]), y)
     assert torch.equal(torch.cat([b for b, _ in got]), normalized(x))
     # (1 - mean) / std and (0 - mean) / std per channel, by hand:

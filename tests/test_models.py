@@ -74,8 +74,9 @@ def test_resnet18_exact_parameter_count() -> None:
 @pytest.mark.parametrize(
     ("arch", "count"),
     # Known totals of the common CIFAR-10 nets (kuangliu/pytorch-cifar: 11,173,962 / 2,296,922 /
-    # 14,728,266) minus their biases: classifier bias 10, and VGG's 13 conv biases (4,224).
-    [("resnet18", 11_173_952), ("mobilenetv2", 2_296_912), ("vgg", 14_724_032)],
+    # 14,728,266) minus their biases: classifier bias 10, and VGG's 13 conv biases (4,224); VGG-like
+    # adds its hidden 512x512 layer (262,144) and that layer's BN scale and shift (1,024).
+    [("resnet18", 11_173_952), ("mobilenetv2", 2_296_912), ("vgg", 14_724_032 + 262_144 + 1_024)],
 )
 def test_standard_bn_counts_match_reference_nets(arch: str, count: int) -> None:
     net = build_model(arch, num_classes=10, num_tasks=1, bn="standard")
@@ -120,7 +121,7 @@ def test_resnet18_maskable_parameters_are_exactly_conv_and_head_weights() -> Non
     assert not any(name.startswith("heads.") for name in multi.maskable_parameters())
 
 
-@pytest.mark.parametrize(("arch", "convs"), [("vgg", 13), ("mobilenetv2", 57)])
+@pytest.mark.parametrize(("arch", "convs"), [("vgg", 13 + 1), ("mobilenetv2", 57)])  # VGG: + the hidden FC
 def test_other_archs_mask_every_conv_including_depthwise(arch: str, convs: int) -> None:
     # MobileNetV2: stem + 17 blocks x 3 convs + 4 shortcut convs (stride-1 blocks whose channels
     # change: 32->16, 16->24, 64->96, 160->320) + final 1x1 = 57.
@@ -137,7 +138,7 @@ def test_other_archs_mask_every_conv_including_depthwise(arch: str, convs: int) 
 def test_no_biases_anywhere(arch: str, bn: str) -> None:
     net = tiny(arch, bn=bn, head="multi")
     assert all(m.bias is None for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
-    bn_names = [n for n, m in net.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    bn_names = [n for n, m in net.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
     assert bn_names
     # "bias" may only appear as the shift of an affine BatchNorm (bn="standard").
     for name, _ in net.named_parameters():

@@ -75,7 +75,8 @@ def train_batches(
     pad: int = 4,
     channels_last: bool = False,
 ) -> Iterator[Batch]:
-    """One epoch in a random order (last batch may be smaller); random crop + flip when augment=True."""
+    """One epoch in a random order (last batch may be smaller, never a single image: see batch_bounds);
+    random crop + flip when augment=True."""
     _check(batch_size, pad)
     n, device = len(y), x_u8.device
     perm = torch.randperm(n, generator=generator, device=generator.device).to(device)
@@ -83,11 +84,11 @@ def train_batches(
         offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator, device=generator.device).to(device)
         flips = (torch.rand(n, generator=generator, device=generator.device) < 0.5).to(device)
     mean_t, std_t = _stats(mean, std, device)
-    for start in range(0, n, batch_size):
-        idx = perm[start : start + batch_size]
+    for start, stop in batch_bounds(n, batch_size):
+        idx = perm[start:stop]
         xb = x_u8[idx]
         if augment:
-            xb = crop_and_flip(xb, offsets[start : start + batch_size], flips[start : start + batch_size], pad)
+            xb = crop_and_flip(xb, offsets[start:stop], flips[start:stop], pad)
         yield _normalize(xb, mean_t, std_t, channels_last), y[idx]
 
 
@@ -103,8 +104,18 @@ def eval_batches(
     """The data in stored order, unaugmented: ((x / 255 - mean) / std, y) per batch."""
     _check(batch_size, 0)
     mean_t, std_t = _stats(mean, std, x_u8.device)
-    for start in range(0, len(y), batch_size):
-        yield _normalize(x_u8[start : start + batch_size], mean_t, std_t, channels_last), y[start : start + batch_size]
+    for start, stop in batch_bounds(len(y), batch_size):
+        yield _normalize(x_u8[start:stop], mean_t, std_t, channels_last), y[start:stop]
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) of each batch over n items. A lone last item joins the batch before it: BatchNorm
+    with batch statistics cannot normalize one image on a 1x1 map (or a [1, C] feature), and the
+    authors' stem and VGG-like's hidden layer both end there."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
 
 
 def crop_and_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, pad: int) -> torch.Tensor:

@@ -9,8 +9,8 @@ from cldst.errors import ConfigError
 BNS = ("batch", "standard")
 
 
-def make_norm(kind: str, channels: int) -> nn.BatchNorm2d:
-    """BatchNorm2d over `channels` feature maps of the given kind.
+def make_norm(kind: str, channels: int, dims: int = 2) -> nn.BatchNorm2d | nn.BatchNorm1d:
+    """BatchNorm over `channels` feature maps (dims=2, [B, C, H, W]) or features (dims=1, [B, C]).
 
     "batch" (authors): affine=False, track_running_stats=False. Normalizes with the statistics of the
         current batch in train AND eval mode and has no parameters, so it needs no masking or
@@ -18,8 +18,9 @@ def make_norm(kind: str, channels: int) -> nn.BatchNorm2d:
     "standard": affine=True, track_running_stats=True. Its scale/shift and running statistics are
         shared by all tasks and keep changing with each new task (so they forget).
     """
+    norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[dims]
     if kind == "batch":
-        return nn.BatchNorm2d(channels, affine=False, track_running_stats=False)
+        return norm(channels, affine=False, track_running_stats=False)
     if kind == "standard":
-        return nn.BatchNorm2d(channels, affine=True, track_running_stats=True)
+        return norm(channels, affine=True, track_running_stats=True)
     raise ConfigError(f"bn={kind!r} is not one of: {', '.join(BNS)}")

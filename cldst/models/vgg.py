@@ -3,8 +3,10 @@
 Config (numbers = output channels at width 64, "M" = 2x2 max-pool):
     64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M
 13 convs; channels are scaled by width / 64 (at least 1). After the last pool a global average pool
-gives features [B, 512 * width / 64] (at 32x32 inputs the map is already 1x1, so this is a flatten).
-Unlike the SNIP/ITOP "VGG-like" we put no hidden fully-connected layers before the task head.
+gives [B, 512 * width / 64] (at 32x32 inputs the map is already 1x1, so this is a flatten), then one
+hidden fully-connected layer of the same width, ReLU and BatchNorm, as the SNIP "VGG-like" that the
+authors' code uses (Linear-ReLU-BN in their order, BN standing in for dropout). Without biases, like
+every layer here: a bias would be trained by every task and break the frozen subnetworks.
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ class VGG(nn.Module):
             layers += [conv, make_norm(bn, out_channels), nn.ReLU(inplace=True)]
             channels = out_channels
         self.layers = nn.Sequential(*layers)
+        self.hidden = nn.Sequential(
+            nn.Linear(channels, channels, bias=False), nn.ReLU(inplace=True), make_norm(bn, channels, dims=1)
+        )
         self.feature_dim = channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x).mean(dim=(2, 3))  # [B, F, h, w] -> [B, F]
+        return self.hidden(self.layers(x).mean(dim=(2, 3)))  # [B, F, h, w] -> [B, F] -> [B, F]

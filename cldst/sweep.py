@@ -127,7 +127,7 @@ def run_sweep(
     """Execute every configuration that is not complete yet.
 
     gpus (local executor): GPU indices the workers are spread over, round-robin; several workers per
-    GPU share it (small CIFAR models leave an H100 mostly idle with one run)."""
+    GPU share it (one small CIFAR run may not keep a large GPU busy)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is not one of: {', '.join(EXECUTORS)}")
     if workers < 1:

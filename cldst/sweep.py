@@ -189,7 +189,7 @@ def _run_local(todo, workers, root, report, bar, retries, gpus=()) -> None:
                         report.failed[rid] = _one_line(exc)
                         bar.update(1)
                         log.error("%s", report.failed[rid])
-                bar.set_postfix(failed=len(report.failed))
+                bar.set_postfix(failed=len(report.failed), refresh=False)  # shown with the next update
         if not broken:
             return
         # A worker died (killed, out of memory): retry what did not finish, each run a limited number of times.

@@ -18,7 +18,8 @@ import pytest  # noqa: E402
 
 from cldst import analysis  # noqa: E402
 from cldst.analysis import findings as fnd  # noqa: E402
-from cldst.analysis.figures import first_switch, load_capacity, saturation  # noqa: E402
+from cldst.analysis.figures import load_capacity, saturation  # noqa: E402
+from cldst.analysis.findings import first_switch  # noqa: E402
 from cldst.collect import collect  # noqa: E402
 from cldst.config import Config  # noqa: E402
 from cldst.errors import ConfigError  # noqa: E402
@@ -81,7 +82,7 @@ def write_adaptive_runs(root: Path) -> None:
         ("random", 70.0, None),
         ("gradient", 72.0, None),
         ("0:random,5:gradient", 75.0, ["random"] * 5 + ["gradient"] * 5),  # switches at task 6
-        ("random,free<0.5:gradient", 74.0, ["random"] * 3 + ["gradient"] * 7),  # switches at task 4
+        (fnd.CAPACITY_POLICY, 74.0, ["random"] * 3 + ["gradient"] * 7),  # switches at task 4
     ]:
         cfg = Config(experiment="smoke/adaptive", num_tasks=T, sparse_init="ERK", density=0.1, growth=growth)
         write_record(root, cfg, acc=acc, growth_per_task=per_task)
@@ -238,6 +239,24 @@ def test_findings_II_III_IV_flip_with_the_data():
     assert fnd.adaptive_beats_fixed(runs.iloc[:2]).holds == fnd.NOT_ENOUGH
 
 
+def test_a_capacity_policy_that_never_switched_says_so(tmp_path):
+    """Its curve then coincides with fixed random growth; the evidence and Figure 6's legend name why."""
+    for growth, acc in [("random", 70.0), ("gradient", 72.0), (fnd.ADAPTIVE, 75.0), (fnd.CAPACITY_POLICY, 70.0)]:
+        per_task = ["random"] * 5 + ["gradient"] * 5 if growth == fnd.ADAPTIVE else None
+        cfg = Config(experiment="smoke/adaptive", num_tasks=T, sparse_init="ERK", density=0.1, growth=growth)
+        write_record(tmp_path / "runs", cfg, acc=acc,
+                     growth_per_task=per_task or (["random"] * T if growth == fnd.CAPACITY_POLICY else None))
+    runs, curves = collect(tmp_path / "runs")
+    assert fnd.adaptive_beats_fixed(runs).evidence == ("ACC adaptive 75.00 vs random 70.00, gradient 72.00; "
+                                                       "switch at 60% free: 70.00 (never switched)")
+    fig, _ = analysis.build_adaptive_figure(curves, runs, "smoke", tmp_path)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[-1] == "switch at 60% free (never switched)"
+    verticals = [line.get_xdata()[0] for line in fig.axes[0].get_lines() if line.get_gid() == "switch"]
+    assert verticals == [6]  # the paper's switch only
+    plt.close("all")
+
+
 def test_the_checks_hold_on_the_papers_own_numbers():
     check = fnd.erk_beats_uniform(analysis.paper_numbers("table3"), sparsities=(0.8,))
     # ERK: 74.61, 74.86, 70.63, 69.51 (mean 72.4025); uniform: 58.04, 56.03, 63.29, 62.92 (mean 60.07)
@@ -260,7 +279,7 @@ def test_build_findings_on_collected_runs(collected, built_tables, tmp_path):
     assert by.loc["II", "holds"] == fnd.NOT_ENOUGH  # one growth per init at 95%
     assert by.loc["IV", "holds"] is True
     assert by.loc["IV", "evidence"] == ("ACC adaptive 75.00 vs random 70.00, gradient 72.00; "
-                                        "switch at 50% free: 74.00")
+                                        "switch at 60% free: 74.00 (switched at task 4)")
     assert len(pd.read_csv(tmp_path / "smoke_findings.csv")) == 4
 
 
@@ -297,7 +316,7 @@ def test_figure6_marks_each_switch(collected, tmp_path):
     verticals = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_gid() == "switch")
     assert verticals == [4, 6]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == ["random", "gradient", "adaptive (random → gradient at task 6)", "switch at 50% free"]
+    assert labels == ["random", "gradient", "adaptive (random → gradient at task 6)", "switch at 60% free"]
     assert first_switch(["random"] * 3) is None and first_switch(["random", "gradient"]) == 2
     plt.close("all")
 

@@ -8,7 +8,6 @@ without runs says so instead of disappearing. Every figure is written as PDF and
 
 from __future__ import annotations
 
-import json
 import logging
 import textwrap
 from pathlib import Path
@@ -19,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cldst.analysis.findings import ADAPTIVE, CAPACITY_POLICY
+from cldst.analysis.findings import ADAPTIVE, CAPACITY_LABEL, CAPACITY_POLICY, switch_tasks
 from cldst.analysis.paper import (
     ADAPTIVE_FIGURE,
     APPENDIX_FIGURES,
@@ -40,7 +39,7 @@ DPI = 150
 ACC_LABEL = "top-1 accuracy (%)"
 # Labels of the adaptive experiment's schedules; the capacity policy gets its own color (growth_color
 # gives every schedule the adaptive purple, and Figure 6 shows two schedules).
-SCHEDULE_LABELS = {ADAPTIVE: "adaptive (random → gradient at task 6)", CAPACITY_POLICY: "switch at 50% free"}
+SCHEDULE_LABELS = {ADAPTIVE: "adaptive (random → gradient at task 6)", CAPACITY_POLICY: CAPACITY_LABEL}
 CAPACITY_POLICY_COLOR = "#8c564b"
 
 
@@ -206,29 +205,6 @@ def build_appendix_figures(curves: pd.DataFrame, profile: str = "paper",
 
 
 # ---------------------------------------------------------------- Figure 6
-def first_switch(growth_per_task: list[str]) -> int | None:
-    """1-based task at which the growth criterion first differs from task 1's; None if it never does."""
-    for t, g in enumerate(growth_per_task):
-        if g != growth_per_task[0]:
-            return t + 1
-    return None
-
-
-def switch_tasks(runs: pd.DataFrame) -> dict[str, list[int]]:
-    """Per growth schedule, the distinct switch tasks its runs recorded (metrics.json growth_per_task)."""
-    out: dict[str, set[int]] = {}
-    for growth, path in zip(runs["growth"], runs["path"]):
-        try:
-            per_task = json.loads((Path(path) / "metrics.json").read_text()).get("growth_per_task") or []
-        except (OSError, json.JSONDecodeError) as exc:
-            log.warning("no growth_per_task for %s: %s", path, exc)
-            continue
-        task = first_switch(per_task) if per_task else None
-        if task is not None:
-            out.setdefault(growth, set()).add(task)
-    return {g: sorted(ts) for g, ts in out.items()}
-
-
 def build_adaptive_figure(curves: pd.DataFrame, runs: pd.DataFrame, profile: str = "paper",
                           out_dir: str | Path | None = None) -> tuple[Figure | None, list[str]]:
     """Figure 6: fixed random, fixed gradient, the paper's switch and ours; a dotted line where each switches."""
@@ -239,7 +215,12 @@ def build_adaptive_figure(curves: pd.DataFrame, runs: pd.DataFrame, profile: str
     exp = get_experiment(ADAPTIVE_FIGURE.experiment)
     fig = plot_curves(sel, lines="growth", line_values=exp.grid["growth"], title=figure_title(ADAPTIVE_FIGURE, profile))
     ax = fig.axes[0]
-    for growth, tasks in switch_tasks(select_runs(runs, ADAPTIVE_FIGURE.experiment, profile)).items():
+    switches = switch_tasks(select_runs(runs, ADAPTIVE_FIGURE.experiment, profile))
+    if fig.legends and CAPACITY_POLICY in set(sel["growth"]) and CAPACITY_POLICY not in switches:
+        for text in fig.legends[0].get_texts():  # no dotted line to look for: say so
+            if text.get_text() == CAPACITY_LABEL:
+                text.set_text(f"{CAPACITY_LABEL} (never switched)")
+    for growth, tasks in switches.items():
         for t in tasks:
             ax.axvline(t, color=line_color("growth", growth, 0, 1), linestyle=":", linewidth=1.5, gid="switch")
             ax.annotate(f"switch (task {t})", (t, 1), xycoords=("data", "axes fraction"), rotation=90,

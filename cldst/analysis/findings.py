@@ -9,6 +9,7 @@ needed to decide are missing.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from cldst.analysis.paper import ADAPTIVE_FIGURE, output_stem, paper_numbers, profile_note, select_runs
+from cldst.experiments import ADAPTIVE, CAPACITY_POLICY, CAPACITY_THRESHOLD
 from cldst.paths import tables_dir
 
 log = logging.getLogger(__name__)
 
 NOT_ENOUGH = "not enough runs"
-ADAPTIVE = "0:random,5:gradient"  # the paper's naive switch (Figure 6)
-CAPACITY_POLICY = "random,free<0.5:gradient"  # ours: switch when half the backbone is still free
+CAPACITY_LABEL = f"switch at {CAPACITY_THRESHOLD:.0%} free"  # how our capacity policy reads in text
 LOW_SPARSITIES = (0.8, 0.9)
 HIGH_SPARSITY = 0.95
 STATEMENTS = {
@@ -106,8 +107,35 @@ def adaptive_beats_fixed(runs: pd.DataFrame) -> Check:
         return Check(NOT_ENOUGH, f"no adaptive-experiment runs with growth {', '.join(absent)}")
     evidence = f"ACC adaptive {acc[ADAPTIVE]:.2f} vs random {acc['random']:.2f}, gradient {acc['gradient']:.2f}"
     if not pd.isna(acc.get(CAPACITY_POLICY)):
-        evidence += f"; switch at 50% free: {acc[CAPACITY_POLICY]:.2f}"
+        evidence += f"; {CAPACITY_LABEL}: {acc[CAPACITY_POLICY]:.2f}"
+        if "path" in runs:
+            tasks = switch_tasks(runs[runs["growth"] == CAPACITY_POLICY]).get(CAPACITY_POLICY)
+            evidence += f" (switched at task {', '.join(map(str, tasks))})" if tasks else " (never switched)"
     return Check(bool(acc[ADAPTIVE] > max(acc["random"], acc["gradient"])), evidence)
+
+
+def first_switch(growth_per_task: list[str]) -> int | None:
+    """1-based task at which the growth criterion first differs from task 1's; None if it never does."""
+    for t, g in enumerate(growth_per_task):
+        if g != growth_per_task[0]:
+            return t + 1
+    return None
+
+
+def switch_tasks(runs: pd.DataFrame) -> dict[str, list[int]]:
+    """Per growth schedule, the distinct switch tasks its runs recorded (metrics.json growth_per_task);
+    a schedule none of whose runs switched is absent."""
+    out: dict[str, set[int]] = {}
+    for growth, path in zip(runs["growth"], runs["path"]):
+        try:
+            per_task = json.loads((Path(path) / "metrics.json").read_text()).get("growth_per_task") or []
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("no growth_per_task for %s: %s", path, exc)
+            continue
+        task = first_switch(per_task) if per_task else None
+        if task is not None:
+            out.setdefault(growth, set()).add(task)
+    return {g: sorted(ts) for g, ts in out.items()}
 
 
 def adaptive_summary(runs: pd.DataFrame, profile: str = "paper") -> pd.DataFrame:

@@ -52,7 +52,11 @@ def cmd_run(args) -> int:
         print(f"record: {path}")
     m = records.load_metrics(path)
     print(f"ACC {m['acc']:.2f}  BWT {m['bwt']:.2f}  FWT(authors) {m['fwt_authors']:.2f}  "
-          f"FWT(standard) {m['fwt_standard']:.2f}  train {m['train_seconds']:.1f}s")
+          f"FWT(standard) {m['fwt_standard']:.2f}  train {m['train_seconds']:.1f}s  "
+          f"topology updates {m['topology_updates']}")
+    if m["topology_updates"] == 0 and cfg.density < 1:
+        print(f"warning: no topology update happened (update_frequency={cfg.update_frequency} exceeds the "
+              "optimizer steps of a task): static sparse training; lower --update_frequency or raise --epochs")
     return 0
 
 

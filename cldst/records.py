@@ -4,7 +4,7 @@
         config.json        the full Config (written first)
         environment.json   python / torch / cldst versions, git commit, device
         capacity.csv       backbone usage per layer after each task
-        updates.csv        topology-update statistics
+        updates.csv        topology-update statistics (one row per update; only the header if none)
         masks.pt           every task's mask, bit-packed (cldst.sparse.load_masks reads it)
         run.ipynb          the executed training notebook (when run through papermill)
         metrics.json       accuracy matrix and metrics: written LAST, atomically (tmp file + rename)
@@ -46,11 +46,23 @@ def is_complete(path: str | Path) -> bool:
     return (Path(path) / METRICS).is_file()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes its file owner-only (0600); a record is as readable as any file this user writes.
+FILE_MODE = 0o666 & ~_umask()
+UPDATE_COLUMNS = ["task", "step", "drop_fraction", "dropped", "regrown", "grown_frozen"]
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file in the same directory, fsync, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -115,7 +127,7 @@ def save_result(result, path: str | Path | None = None) -> Path:
     write_json(path / "config.json", cfg.to_dict())
     write_json(path / "environment.json", environment_info(result.device))
     result.capacity.to_csv(path / "capacity.csv", index=False)
-    pd.DataFrame(result.updates).to_csv(path / "updates.csv", index=False)
+    pd.DataFrame(result.updates, columns=UPDATE_COLUMNS).to_csv(path / "updates.csv", index=False)
     if cfg.save_masks:
         result.sparsity.save_masks(path / "masks.pt")
     body = {"run_id": cfg.run_id(), "experiment": cfg.experiment, **result.metrics()}

@@ -231,8 +231,22 @@ class Trainer:
     def steps_per_task(self, t: int) -> int:
         return self.cfg.epochs * math.ceil(len(self.tasks[t].train_y) / self.cfg.batch_size)
 
+    def topology_warning(self) -> str | None:
+        """A sentence when some task is too short for even one topology update (static sparse training)."""
+        cfg = self.cfg
+        steps = min(self.steps_per_task(t) for t in range(cfg.num_tasks))
+        # the first update would be at step update_frequency, and updates stop at t_end * steps (is_update_step)
+        if cfg.density >= 1 or cfg.update_frequency < cfg.t_end * steps:
+            return None
+        return (f"update_frequency={cfg.update_frequency} but a task has only {steps} optimizer steps "
+                f"(t_end={cfg.t_end:g}): no topology update happens, this is static sparse training; "
+                "lower update_frequency or raise epochs")
+
     def run(self) -> RunResult:
         cfg, T = self.cfg, self.cfg.num_tasks
+        warning = self.topology_warning()
+        if warning:
+            log.warning("%s", warning)
         A = np.full((T, T), np.nan)
         pre, baseline = np.full(T, np.nan), np.full(T, np.nan)
         task_seconds, losses, growths = [], [], []

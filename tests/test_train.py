@@ -1,0 +1,87 @@
+"""The training loop on tiny real runs: schedule, determinism, isolation, topology updates, the record."""
+
+import json
+import logging
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cldst import records
+from cldst.config import Config
+from cldst.sparse import load_masks
+from cldst.train import Trainer, lr_milestones, train_continual
+
+# 4 tasks of 25 synth100 classes, 2 training images per class: 50 per task, batch 16 -> 4 steps per
+# epoch, 3 epochs -> 12 steps per task; a width-4 network on 16 px images (seconds per run).
+TINY = dict(dataset="synth100", num_tasks=4, image_size=16, width=4, batch_size=16, train_per_class=2,
+            test_per_class=2, epochs=3, update_frequency=5, lr=1e-2, progress=False, experiment="unit")
+STEPS = 3 * math.ceil(25 * 2 / 16)  # 12
+
+
+@pytest.mark.parametrize("epochs, milestones", [(100, [50, 75]), (25, [12, 18]), (4, [2, 3]), (2, [1]), (1, [])])
+def test_lr_drops_at_half_and_three_quarters(epochs, milestones):
+    assert lr_milestones(epochs) == milestones
+
+
+def test_a_run_is_deterministic_isolated_and_updates_on_schedule():
+    cfg = Config(**TINY, growth="gradient", sparse_init="uniform", density=0.2)
+    first, second = train_continual(cfg), train_continual(cfg)
+    A = first.acc_matrix
+    assert A.shape == (4, 4) and np.isnan(A[np.triu_indices(4, k=1)]).all()
+    # same seed, same everything: the accuracy matrix and every task's mask bit for bit
+    np.testing.assert_array_equal(A, second.acc_matrix)
+    for a, b in zip(first.sparsity.masks, second.sparsity.masks):
+        assert all(torch.equal(a[name], b[name]) for name in a)
+    # parameter isolation with batch-statistics BN and deterministic evaluation: no forgetting at all
+    for i in range(4):
+        assert set(A[i:, i]) == {A[i, i]}
+    assert first.metrics()["bwt"] == 0.0
+    # updates at steps 5 and 10 of each task's 12 (never at 0 nor at the end)
+    assert [(u["task"], u["step"]) for u in first.updates] == [(t, s) for t in range(4) for s in (5, 10)]
+    assert first.metrics()["topology_updates"] == 8
+    assert first.growth_per_task == ["gradient"] * 4
+    # another seed draws other masks
+    other = train_continual(cfg.replace(seed=1))
+    assert not torch.equal(other.sparsity.masks[0]["head.weight"], first.sparsity.masks[0]["head.weight"])
+
+
+def test_too_few_steps_for_an_update_is_said_not_hidden(caplog):
+    cfg = Config(**{**TINY, "num_tasks": 2, "epochs": 1, "update_frequency": 100})  # 100 images: 7 steps
+    trainer = Trainer(cfg)
+    message = trainer.topology_warning()
+    assert message.startswith("update_frequency=100 but a task has only 7 optimizer steps")
+    with caplog.at_level(logging.WARNING, logger="cldst.train"):
+        result = trainer.run()
+    assert message in caplog.text
+    assert result.updates == [] and result.metrics()["topology_updates"] == 0
+    # an update at step 6 of 7 still happens; at step 7, the task's end, none does
+    assert Trainer(cfg.replace(update_frequency=6)).topology_warning() is None
+    assert Trainer(cfg.replace(update_frequency=7)).topology_warning() is not None  # step 7 is the last
+    assert Trainer(cfg.replace(density=1.0)).topology_warning() is None  # dense: nothing to update
+
+
+def test_the_record_holds_every_file_readable_and_metrics_last(tmp_path):
+    cfg = Config(**{**TINY, "num_tasks": 2, "update_frequency": 100})  # no update: updates.csv keeps its header
+    result = train_continual(cfg)
+    path = records.save_result(result, tmp_path / "run")
+    names = sorted(p.name for p in path.iterdir())
+    assert names == ["capacity.csv", "config.json", "environment.json", "masks.pt", "metrics.json", "updates.csv"]
+    assert list(pd.read_csv(path / "updates.csv").columns) == records.UPDATE_COLUMNS
+    for name in names:  # not owner-only: results are shared on clusters
+        assert (path / name).stat().st_mode & 0o777 == 0o666 & ~_umask(), name
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["acc"] == result.metrics()["acc"] and metrics["run_id"] == cfg.run_id()
+    assert records.load_config(path) == cfg
+    masks = load_masks(path / "masks.pt")
+    assert len(masks) == 2
+    assert all(torch.equal(masks[t][n], result.sparsity.masks[t][n].cpu()) for t in range(2) for n in masks[t])
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

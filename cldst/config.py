@@ -59,7 +59,7 @@ class Config:
     arch: str = "resnet18"  # resnet18 | vgg | mobilenetv2
     width: int = 64  # base channel width (64 = the standard network)
     stem: str = "cifar"  # cifar: 3x3 stride 1 | authors: 7x7 stride 2, no max-pool
-    bn: str = "batch"  # batch: no affine, batch statistics (authors) | standard: affine + running stats
+    bn: str = "batch"  # batch: no affine, batch statistics (authors) | standard: affine + running stats, shared | task: one standard BN per task
     head: str = "shared"  # shared: one masked 100-way head sliced per task (authors) | multi: a dense head per task
     eval_logits: str = "task"  # task: argmax over the task's classes | all: over all logits (authors)
     # --- sparse training ---

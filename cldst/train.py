@@ -181,7 +181,7 @@ class Trainer:
         ):
             with self.autocast:
                 if cfg.eval_logits == "all":
-                    pred = net.all_logits(x).argmax(1) - offset
+                    pred = net.all_logits(x, head_task).argmax(1) - offset
                 else:
                     pred = self.forward(x, head_task).argmax(1)
             correct += (pred == y).sum()

@@ -9,7 +9,17 @@ import torch
 from torch import nn
 
 from cldst.errors import ConfigError
-from cldst.models import ARCHS, BNS, HEADS, STEMS, ContinualNet, build_model, make_norm, param_shapes
+from cldst.models import (
+    ARCHS,
+    BNS,
+    HEADS,
+    STEMS,
+    ContinualNet,
+    TaskNorm,
+    build_model,
+    make_norm,
+    param_shapes,
+)
 from cldst.models.vgg import scale_channels
 
 
@@ -140,10 +150,10 @@ def test_no_biases_anywhere(arch: str, bn: str) -> None:
     assert all(m.bias is None for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     bn_names = [n for n, m in net.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
     assert bn_names
-    # "bias" may only appear as the shift of an affine BatchNorm (bn="standard").
+    # "bias" may only appear as the shift of an affine BatchNorm (bn="standard" or "task").
     for name, _ in net.named_parameters():
         if "bias" in name:
-            assert bn == "standard" and name.rsplit(".", 1)[0] in bn_names
+            assert bn in ("standard", "task") and name.rsplit(".", 1)[0] in bn_names
 
 
 # ------------------------------------------------------------------------------------ BatchNorm
@@ -153,7 +163,7 @@ def test_make_norm_kinds() -> None:
     assert list(batch.parameters()) == [] and list(batch.buffers()) == []
     assert (standard.affine, standard.track_running_stats) == (True, True)
     assert sum(p.numel() for p in standard.parameters()) == 8
-    with pytest.raises(ConfigError, match="bn='group' is not one of: batch, standard"):
+    with pytest.raises(ConfigError, match="bn='group' is not one of: batch, standard, task"):
         make_norm("group", 4)
 
 
@@ -181,6 +191,47 @@ def test_standard_bn_eval_output_does_not_depend_on_the_batch() -> None:
     torch.testing.assert_close(out_a, out_b, rtol=0, atol=1e-6)
     bn_params = sum(p.numel() for m in net.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
     assert bn_params == 2 * 5 * (8 + 16 + 32 + 64)  # weight + bias per channel; 5 BNs at each width
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_task_bn_gives_every_task_its_own_copy_of_every_bn(arch: str) -> None:
+    standard, per_task = tiny(arch, bn="standard"), tiny(arch, bn="task")
+    n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in standard.modules())
+    norms = [m for m in per_task.modules() if isinstance(m, TaskNorm)]
+    assert len(norms) == len(per_task.task_norms) == n_bn and all(len(m.norms) == 3 for m in norms)
+    bn_numel = sum(p.numel() for m in standard.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                   for p in m.parameters())
+    assert sum(p.numel() for p in per_task.parameters()) == sum(p.numel() for p in standard.parameters()) + 2 * bn_numel
+    assert list(per_task.maskable_parameters()) == list(standard.maskable_parameters())  # same masked weights
+    # task t's optimizer gets the shared weights and only its own BNs
+    for t in range(3):
+        own = {id(p) for m in norms for p in m.norms[t].parameters()}
+        others = {id(p) for m in norms for j in range(3) if j != t for p in m.norms[j].parameters()}
+        params = {id(p) for p in per_task.task_parameters(t)}
+        assert own <= params and not others & params
+        assert len(params) == len(list(per_task.parameters())) - len(others)
+
+
+def test_task_bn_trains_only_the_current_task_and_evaluates_per_image() -> None:
+    net = tiny("resnet18", bn="task")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.Adam(net.task_parameters(1), lr=0.1)
+    loss = nn.functional.cross_entropy(net(torch.randn(8, 3, 16, 16), 1), torch.randint(0, 4, (8,)))
+    loss.backward()
+    opt.step()
+    after = net.state_dict()
+    changed = {k.split(".norms.")[1].split(".")[0] for k in after if ".norms." in k and not torch.equal(after[k], before[k])}
+    assert changed == {"1"}  # scale, shift, running statistics and batch count of task 1's BNs only
+    net.eval()
+    torch.manual_seed(1)
+    sample, other_a, other_b = torch.randn(1, 3, 16, 16), torch.randn(3, 3, 16, 16), torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        out_a = net(torch.cat([sample, other_a]), 1)[0]
+        out_b = net(torch.cat([sample, other_b]), 1)[0]
+        assert torch.equal(net.all_logits(sample, 1)[0, 4:8], net(sample, 1)[0])
+        differs = (net(sample, 0) - net(sample, 1)).abs().max()
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=1e-6)
+    assert differs > 0  # task 0 normalizes with its own (untrained) statistics
 
 
 # ------------------------------------------------------------------------------------------ heads
@@ -263,7 +314,7 @@ def test_forward_backward_reaches_every_maskable_weight(arch: str) -> None:
     [
         ({"arch": "resnet50"}, "arch='resnet50' is not one of: resnet18, vgg, mobilenetv2"),
         ({"stem": "imagenet"}, "stem='imagenet' is not one of: cifar, authors"),
-        ({"bn": "group"}, "bn='group' is not one of: batch, standard"),
+        ({"bn": "group"}, "bn='group' is not one of: batch, standard, task"),
         ({"head": "single"}, "head='single' is not one of: shared, multi"),
         ({"num_tasks": 7}, r"num_tasks=7 does not divide num_classes=12 \(allowed: 1, 2, 3, 4, 6, 12\)"),
         ({"width": 0}, "width=0 must be an integer >= 1"),

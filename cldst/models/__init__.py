@@ -9,12 +9,12 @@ from torch import nn
 from cldst.errors import ConfigError
 from cldst.models.continual_net import HEADS, ContinualNet, param_shapes
 from cldst.models.mobilenetv2 import MobileNetV2
-from cldst.models.norm import BNS, make_norm
+from cldst.models.norm import BNS, TaskNorm, make_norm, per_task_norms
 from cldst.models.resnet import ResNet18
 from cldst.models.vgg import VGG
 
 __all__ = [
-    "ARCHS", "BNS", "HEADS", "STEMS", "ContinualNet", "build_model", "make_norm", "param_shapes",
+    "ARCHS", "BNS", "HEADS", "STEMS", "ContinualNet", "TaskNorm", "build_model", "make_norm", "param_shapes",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ def build_model(
         )
     backbone = BACKBONES[arch](width=width, stem=stem, bn=bn, in_channels=in_channels)
     init_weights(backbone)
+    if bn == "task":
+        per_task_norms(backbone, num_tasks)
     net = ContinualNet(backbone, backbone.feature_dim, num_classes, num_tasks, head)
     log.debug("built %s width=%d stem=%s bn=%s head=%s: %d parameters", arch, width, stem, bn, head,
               sum(p.numel() for p in net.parameters()))  # fmt: skip

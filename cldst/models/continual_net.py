@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cldst.errors import ConfigError
+from cldst.models.norm import TaskNorm
 
 HEADS = ("shared", "multi")
 
@@ -31,6 +32,7 @@ class ContinualNet(nn.Module):
         self.num_tasks = num_tasks
         self.classes_per_task = num_classes // num_tasks
         self.head_kind = head
+        self.task_norms = [m for m in backbone.modules() if isinstance(m, TaskNorm)]  # bn="task" only
         if head == "shared":
             self.head = nn.Linear(feature_dim, num_classes, bias=False)
         else:
@@ -42,13 +44,19 @@ class ContinualNet(nn.Module):
         if not 0 <= task < self.num_tasks:
             raise ValueError(f"task={task} is out of range 0..{self.num_tasks - 1}")
 
+    def select_task(self, task: int) -> None:
+        """Route every per-task BatchNorm (bn="task") to `task`'s own; nothing else depends on it."""
+        self._check_task(task)
+        for norm in self.task_norms:
+            norm.task = task
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, in_channels, H, W] -> [B, F]."""
+        """[B, in_channels, H, W] -> [B, F] (with the per-task BatchNorms last selected)."""
         return self.backbone(x)
 
     def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
         """Logits of `task`'s classes, [B, C], in the order of the task's class positions."""
-        self._check_task(task)
+        self.select_task(task)
         f = self.backbone(x)
         if self.head_kind == "multi":
             return self.heads[task](f)
@@ -57,9 +65,12 @@ class ContinualNet(nn.Module):
         lo = task * self.classes_per_task
         return self.head(f)[:, lo : lo + self.classes_per_task]
 
-    def all_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def all_logits(self, x: torch.Tensor, task: int | None = None) -> torch.Tensor:
         """[B, num_classes]: the shared head's logits; for "multi", every task head's logits
-        concatenated in task order (same shape, column j again = class position j)."""
+        concatenated in task order (same shape, column j again = class position j). `task` selects
+        the per-task BatchNorms (bn="task"); None keeps the last selected."""
+        if task is not None:
+            self.select_task(task)
         f = self.backbone(x)
         if self.head_kind == "multi":
             return torch.cat([h(f) for h in self.heads], dim=1)
@@ -75,11 +86,13 @@ class ContinualNet(nn.Module):
         return {name: p for name, p in self.named_parameters() if id(p) in wanted}
 
     def task_parameters(self, task: int) -> list[nn.Parameter]:
-        """What task `task`'s optimizer trains: the backbone (incl. BN affine parameters, if any)
-        and the shared head, or the backbone and that task's own head."""
+        """What task `task`'s optimizer trains: the backbone (incl. BN affine parameters, if any; with
+        bn="task" only this task's BNs) and the shared head, or the backbone and that task's own head."""
         self._check_task(task)
         head = self.head if self.head_kind == "shared" else self.heads[task]
-        return [*self.backbone.parameters(), *head.parameters()]
+        others = {id(p) for norm in self.task_norms for j, bn in enumerate(norm.norms) if j != task
+                  for p in bn.parameters()}
+        return [*(p for p in self.backbone.parameters() if id(p) not in others), *head.parameters()]
 
 
 def param_shapes(net: ContinualNet) -> dict[str, tuple[int, ...]]:

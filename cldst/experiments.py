@@ -5,7 +5,7 @@ expands it into one `Config` per run. Profiles change the scale, never the code 
   paper  the paper's datasets, ResNet-18 width 64 with the authors' 7x7 stride-2 stem (the network
          that produced the paper's numbers), its epochs, seeds 0-2 (~600 runs in all)
   smoke  the embedded synth100 dataset at 16 px (40 training images per class), a width-8 network,
-         2 epochs, lr 1e-2, update frequency / 10, one seed: every experiment end to end on a CPU in
+         2 epochs, lr 1e-2, update frequency / 20, one seed: every experiment end to end on a CPU in
          minutes (miniImageNet is replaced by synth100 too). A pipeline check, not a result.
 """
 
@@ -115,11 +115,14 @@ PROFILES: dict[str, Profile] = {
         overrides={
             "dataset": "synth100", "image_size": 16, "width": 8, "batch_size": 32,
             "train_per_class": 40, "test_per_class": 10, "progress": False,
-            # 25 steps per task instead of ~39,000: Adam needs a larger step to learn anything
-            # (lr 1e-3 leaves every task at chance; 1e-2 reaches ~35-40% on a 10-class task).
+            # 26 steps per 10-class task (2 epochs of 13 batches) instead of the paper's 4,000: Adam
+            # needs a larger step to learn anything (lr 1e-3 leaves every task at chance; 1e-2
+            # reaches ~35-40% on a 10-class task).
             "lr": 0.01,
         },
-        update_divisor=10,
+        # ΔT 50/100/200/400 -> 2/5/10/20: every smoke run, down to the 14 steps of a 20-task run's
+        # task, gets topology updates (ΔT 40 would have left 26-step tasks static; a test checks)
+        update_divisor=20,
         epochs=2,
     ),
 }

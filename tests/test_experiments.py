@@ -4,6 +4,7 @@ import pytest
 
 from cldst import experiments
 from cldst.errors import ConfigError
+from cldst.train import Trainer
 
 
 def test_paper_grid_sizes():
@@ -40,7 +41,18 @@ def test_smoke_profile_scales_without_changing_the_grid():
     assert len(smoke) == 24
     assert {c.dataset for c in smoke} == {"synth100"}
     assert {c.experiment for c in smoke} == {"smoke/cifar100-10"}
-    assert {c.update_frequency for c in experiments.configs("update-frequency", "smoke")} == {5, 10, 20, 40}
+    assert {c.update_frequency for c in experiments.configs("update-frequency", "smoke")} == {2, 5, 10, 20}
+
+
+def test_every_smoke_run_gets_topology_updates():
+    """The smoke profile exercises DST itself: no run's tasks are shorter than its update frequency."""
+    shapes = {}  # one Trainer per distinct (tasks, epochs, update frequency, batch, data size)
+    for cfg in experiments.all_configs("smoke"):
+        key = (cfg.num_tasks, cfg.epochs, cfg.update_frequency, cfg.batch_size, cfg.train_per_class)
+        shapes.setdefault(key, cfg)
+    assert len(shapes) >= 5
+    for cfg in shapes.values():
+        assert Trainer(cfg).topology_warning() is None, cfg.run_id()
 
 
 def test_unknown_names():

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from cldst.config import Config
+from cldst.experiments import EXPERIMENTS
 from cldst.paths import runs_dir
 from cldst.records import METRICS
 
@@ -27,8 +28,11 @@ SCALARS = ("acc", "bwt", "fwt_authors", "fwt_standard", "train_seconds", "eval_s
 METRIC_NAMES = ("acc", "bwt", "fwt_authors", "fwt_standard")
 # Config fields that name a point of a grid; seed is what summaries average over.
 GROUP_FIELDS = [f for f in Config().identity() if f != "seed"]
-CURVE_FIELDS = ["experiment", "dataset", "num_tasks", "arch", "sparse_init", "growth", "density",
-                "update_frequency", "seed"]
+# Curves carry what a figure may separate them by: every field some experiment varies, and more.
+CURVE_FIELDS = list(dict.fromkeys(
+    ["experiment", "dataset", "num_tasks", "arch", "sparse_init", "growth", "density", "update_frequency",
+     *(name for e in EXPERIMENTS.values() for name in e.grid), "seed"]
+))
 
 
 def collect(root: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

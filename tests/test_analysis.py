@@ -321,6 +321,25 @@ def test_figure6_marks_each_switch(collected, tmp_path):
     plt.close("all")
 
 
+def test_figure_bn_has_a_line_per_batchnorm(tmp_path):
+    """Ours beyond the paper: lines are the BatchNorm kinds, panels init x sparsity, like Figures 2-5."""
+    for bn, acc in [("batch", 60.0), ("task", 64.0)]:
+        cfg = Config(experiment="smoke/batchnorm", num_tasks=T, sparse_init="ERK", density=0.1, bn=bn)
+        write_record(tmp_path / "runs", cfg, acc=acc)
+    _, curves = collect(tmp_path / "runs")
+    figs, notes = analysis.build_appendix_figures(curves, "smoke", tmp_path)
+    assert list(figs) == ["figureBN"]
+    assert notes[-1].startswith("figureBN: partial, 2 of 12 grid points of batchnorm have runs")
+    assert (tmp_path / "smoke_figureBN_batchnorm.png").is_file()
+    fig = figs["figureBN"]
+    panel = next(ax for ax in fig.axes if ax.get_title() == "ERK, 90% sparsity")
+    lines = {line.get_label(): list(line.get_ydata()) for line in panel.get_lines()}
+    assert lines == {"test-batch statistics (authors)": [60.0 + t for t in range(T)],
+                     "one BN per task": [64.0 + t for t in range(T)]}
+    assert fig.get_suptitle().startswith("Figure BN: beyond the paper")
+    plt.close("all")
+
+
 def test_capacity_saturation_and_figures(collected, tmp_path):
     _, runs, curves = collected
     sel = runs[(runs.experiment == "smoke/cifar100-10") & (runs.density == 0.2)]
@@ -368,7 +387,7 @@ def test_build_all_on_an_empty_root_names_everything_missing(tmp_path, monkeypat
         monkeypatch.setenv(var, str(tmp_path / sub))
     empty = tmp_path / "empty"
     lines = analysis.build_all("smoke", root=empty)
-    assert len(lines) == 4 + 4 + 1 + 4 + 2  # tables, figures 2-5, figure 6, figures A-D, capacity + findings
+    assert len(lines) == 4 + 4 + 1 + 5 + 2  # tables, figures 2-5, figure 6, figures A-D and BN, capacity + findings
     assert f"table2: no runs of experiment miniimagenet-10 (profile smoke) under {empty}" in lines
     assert lines[-1] == f"findings: no runs of the main experiments or of adaptive (profile smoke) under {empty}"
     assert not (tmp_path / "runs").exists() and not (tmp_path / "figures").exists()

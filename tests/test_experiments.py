@@ -13,8 +13,9 @@ def test_paper_grid_sizes():
     assert sizes == {
         "cifar100-20": 72, "miniimagenet-10": 72, "cifar100-10": 72, "cifar100-5": 72,
         "adaptive": 12, "update-frequency": 72, "sparsity": 72, "mobilenetv2": 72, "vgg": 72,
+        "batchnorm": 36,  # ours: 2 inits x 3 densities x 2 BatchNorms x 3 seeds
     }
-    assert sum(sizes.values()) == 588
+    assert sum(sizes.values()) == 624
 
 
 def test_paper_profile_matches_the_paper_setup():
@@ -33,7 +34,7 @@ def test_paper_profile_matches_the_paper_setup():
 def test_run_ids_are_unique_across_the_whole_paper_grid():
     cfgs = experiments.all_configs("paper")
     ids = [(c.experiment, c.run_id()) for c in cfgs]
-    assert len(set(ids)) == len(ids) == 588
+    assert len(set(ids)) == len(ids) == 624
 
 
 def test_smoke_profile_scales_without_changing_the_grid():

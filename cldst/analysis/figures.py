@@ -41,6 +41,7 @@ ACC_LABEL = "top-1 accuracy (%)"
 # gives every schedule the adaptive purple, and Figure 6 shows two schedules).
 SCHEDULE_LABELS = {ADAPTIVE: "adaptive (random → gradient at task 6)", CAPACITY_POLICY: CAPACITY_LABEL}
 CAPACITY_POLICY_COLOR = "#8c564b"
+BN_LABELS = {"batch": "test-batch statistics (authors)", "standard": "one shared BN", "task": "one BN per task"}
 
 
 # ---------------------------------------------------------------- labels and colors
@@ -52,6 +53,8 @@ def value_label(field: str, value) -> str:
         return f"ΔT={value}"
     if field == "growth":
         return SCHEDULE_LABELS.get(value, str(value))
+    if field == "bn":
+        return BN_LABELS.get(value, str(value))
     return str(value)
 
 
@@ -163,7 +166,7 @@ def figure_title(artifact: Artifact, profile: str, what: str = "incremental top-
 
 def build_figure(curves: pd.DataFrame, artifact: Artifact, profile: str,
                  out_dir: str | Path | None = None) -> Figure | None:
-    """One grid figure (Figures 2-5, A-D) from the curves of its experiment; None when it has no runs."""
+    """One grid figure (Figures 2-5, A-D, BN) from the curves of its experiment; None when it has no runs."""
     sel = select_runs(curves, artifact.experiment, profile)
     if sel.empty:
         return None

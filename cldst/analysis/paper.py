@@ -53,6 +53,8 @@ APPENDIX_FIGURES: dict[str, Artifact] = {
         Artifact("figureB", "sparsity", "figureB_sparsity", "sparsity 70/85/99%, 10-task CIFAR-100"),
         Artifact("figureC", "mobilenetv2", "figureC_mobilenetv2", "MobileNetV2, 10-task CIFAR-100"),
         Artifact("figureD", "vgg", "figureD_vgg", "VGG-like, 10-task CIFAR-100"),
+        Artifact("figureBN", "batchnorm", "figureBN_batchnorm",  # ours, not the paper's
+                 "beyond the paper: BatchNorm with test-batch statistics vs one per task, 10-task CIFAR-100, random growth"),
     ]
 }
 PAPER_COLUMNS = ["table", "dataset", "num_tasks", "sparse_init", "growth", "sparsity", "metric", "mean", "std"]

@@ -3,7 +3,7 @@
   paper     which experiment builds which table/figure, output names, the paper's own numbers
   tables    Tables 1-4 (csv/md/tex), each also beside the paper's numbers
   findings  the paper's four findings as computed checks, on our numbers and on the paper's
-  figures   Figures 2-6 and A-D, and the backbone-capacity figures
+  figures   Figures 2-6, A-D and BN (ours), and the backbone-capacity figures
 
 The analysis notebooks (notebooks/analysis_*.ipynb) only call these functions. `build_all(profile)`
 collects the runs of a profile, executes every notebook that has something to show with papermill

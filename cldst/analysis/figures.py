@@ -1,4 +1,4 @@
-"""Figures 2-6 and A-D: incremental top-1 accuracy over tasks, one line per growth (or update frequency).
+"""Figures 2-6, A-D and BN (ours): incremental top-1 accuracy over tasks, one line per growth (or other field).
 
 Each figure is a grid of panels (rows: the experiment's first panel field, e.g. sparse init; columns:
 the second, e.g. density) read from the experiment registry, so Figures 2-5 and A-D share one
@@ -203,7 +203,7 @@ def build_main_figures(curves: pd.DataFrame, profile: str = "paper",
 
 def build_appendix_figures(curves: pd.DataFrame, profile: str = "paper",
                            out_dir: str | Path | None = None) -> tuple[dict[str, Figure], list[str]]:
-    """Figures A-D (update frequency, sparsity 70/85/99, MobileNetV2, VGG-like)."""
+    """Figures A-D (update frequency, sparsity 70/85/99, MobileNetV2, VGG-like) and BN (ours: BatchNorm kinds)."""
     return _build_many(curves, APPENDIX_FIGURES, profile, out_dir)
 
 

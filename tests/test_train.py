@@ -86,3 +86,24 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_per_task_bn_statistics_are_recomputed_from_the_final_weights():
+    cfg = Config(**{**TINY, "num_tasks": 2, "bn": "task"})
+    trainer = Trainer(cfg)
+    norms = trainer.net.task_norms
+    untouched = [{k: v.clone() for k, v in norm.norms[1].state_dict().items()} for norm in norms]
+    trainer.sparsity.begin_task(0, trainer.steps_per_task(0))
+    trainer.train_task(0)
+    passes = math.ceil(len(trainer.tasks[0].train_y) / cfg.batch_size)  # 100 images, batch 16: 7
+    for norm, before in zip(norms, untouched):
+        bn = norm.norms[0]
+        assert bn.momentum == 0.1 and int(bn.num_batches_tracked) == passes  # one pass, then reset
+        assert all(torch.equal(v, before[k]) for k, v in norm.norms[1].state_dict().items())  # task 1's
+    # a pure function of the final weights: spoil the statistics, recalibrate, get them back bit for bit
+    stats = [(norm.norms[0].running_mean.clone(), norm.norms[0].running_var.clone()) for norm in norms]
+    for norm in norms:
+        norm.norms[0].running_mean.fill_(3.0)
+    trainer.recalibrate_norms(0)
+    for norm, (mean, var) in zip(norms, stats):
+        assert torch.equal(norm.norms[0].running_mean, mean) and torch.equal(norm.norms[0].running_var, var)

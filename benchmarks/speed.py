@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3; at least 5 with --compile)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model, as train.py does")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone, as train.py does")
     p.add_argument("--tiny", action="store_true", help="width 8, 16 px, batch 32, few steps (test suite)")
     p.add_argument("--no-papermill", action="store_true", help="skip section 4")
     p.add_argument("--no-projection-archs", action="store_true",
@@ -169,7 +169,7 @@ class Bench:
     """One ContinualNet at task 1 (task 0 finished: frozen weights exist), its optimizer and one batch."""
 
     net: ContinualNet
-    forward: Callable[..., torch.Tensor]  # the net, or torch.compile(net)
+    forward: Callable[..., torch.Tensor]  # the net (with --compile its backbone compiled in place, as Trainer)
     sparsity: ContinualSparsity
     optimizer: torch.optim.Optimizer
     autocast: contextlib.AbstractContextManager
@@ -215,6 +215,8 @@ def make_bench(args: argparse.Namespace, device: torch.device, *, arch: str | No
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, NUM_CLASSES // NUM_TASKS, (args.batch,), device=device)
+    if args.compile:
+        net.backbone.compile()  # as Trainer: the backbone alone, so its graphs serve every task
     sparsity = ContinualSparsity(net.maskable_parameters(), density=args.density, init=args.init, growth=growth,
                                  update_frequency=args.update_frequency, seed=seed)
     sparsity.begin_task(0, total_steps=10**6)
@@ -224,7 +226,7 @@ def make_bench(args: argparse.Namespace, device: torch.device, *, arch: str | No
                 else contextlib.nullcontext())
     return Bench(
         net=net,
-        forward=torch.compile(net) if args.compile else net,
+        forward=net,
         sparsity=sparsity,
         optimizer=torch.optim.Adam(net.task_parameters(1), lr=1e-3),
         autocast=autocast,

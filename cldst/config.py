@@ -82,7 +82,7 @@ class Config:
     # --- speed (GPU fast path; all checked for correctness on CPU) ---
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     channels_last: bool = False
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile the backbone (its graphs serve every task)
 
     # Fields that do not change the numbers a run produces: left out of the run id.
     NON_IDENTITY = ("experiment", "device", "data_root", "progress", "save_masks")

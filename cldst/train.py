@@ -137,7 +137,14 @@ class Trainer:
         ).to(self.device)
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.net) if cfg.compile else self.net
+        if cfg.compile:
+            # Only the backbone, in place (parameter names unchanged): it does not see the task id, so
+            # its graphs serve every task. Compiling the whole net specialized on the task's head slice
+            # and recompiled per task, past torch's recompile limit (then it silently runs eager).
+            self.net.backbone.compile()
+            if self.net.task_norms:
+                log.warning("compile with bn='task': the backbone routes to the task's BatchNorms, so torch "
+                            "recompiles it for every task (and runs eager past its recompile limit)")
         self.sparsity = ContinualSparsity(
             self.net.maskable_parameters(),
             density=cfg.density,
@@ -183,7 +190,7 @@ class Trainer:
                 if cfg.eval_logits == "all":
                     pred = net.all_logits(x, head_task).argmax(1) - offset
                 else:
-                    pred = self.forward(x, head_task).argmax(1)
+                    pred = self.net(x, head_task).argmax(1)
             correct += (pred == y).sum()
         net.train()
         return 100.0 * correct.item() / len(data.test_y)
@@ -209,7 +216,7 @@ class Trainer:
                 generator=self.generator, channels_last=cfg.channels_last,
             ):
                 with self.autocast:
-                    loss = F.cross_entropy(self.forward(x, t), y)
+                    loss = F.cross_entropy(self.net(x, t), y)
                 optimizer.zero_grad(set_to_none=False)
                 loss.backward()
                 self.sparsity.prepare_grads()
@@ -251,7 +258,7 @@ class Trainer:
         for x, _ in train_batches(data.train_x, data.train_y, self.cfg.batch_size, mean=self.data.mean,
                                   std=self.data.std, generator=generator, channels_last=self.cfg.channels_last):
             with self.autocast:
-                self.forward(x, t)  # train mode: BN t normalizes with, and accumulates, batch statistics
+                self.net(x, t)  # train mode: BN t normalizes with, and accumulates, batch statistics
         for bn, momentum in zip(norms, momenta):
             bn.momentum = momentum
 

@@ -107,3 +107,25 @@ def test_per_task_bn_statistics_are_recomputed_from_the_final_weights():
     trainer.recalibrate_norms(0)
     for norm, (mean, var) in zip(norms, stats):
         assert torch.equal(norm.norms[0].running_mean, mean) and torch.equal(norm.norms[0].running_var, var)
+
+
+@pytest.mark.slow
+def test_compile_matches_eager_and_compiles_the_same_graphs_for_any_number_of_tasks():
+    """compile=True compiles the backbone alone: its graphs do not depend on the task, so a run of more
+    tasks adds none (compiling the whole net recompiled per task and hit torch's recompile limit)."""
+    from torch._dynamo.utils import counters
+
+    # lr 1e-3: at 1e-2 float rounding differences grow into other topology picks within a few steps
+    cfg = Config(**{**TINY, "num_tasks": 2, "epochs": 2, "update_frequency": 3, "lr": 1e-3})
+    graphs = {}
+    for tasks in (2, 4):
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = train_continual(cfg.replace(num_tasks=tasks, compile=True))
+        graphs[tasks] = counters["stats"]["unique_graphs"]
+        assert not counters["recompiles"] or max(counters["recompiles"].values(), default=0) < 8
+    assert graphs[2] == graphs[4] >= 1
+    eager = train_continual(cfg.replace(num_tasks=4))
+    np.testing.assert_allclose(compiled.final_loss, eager.final_loss, rtol=1e-4)
+    assert np.nanmax(np.abs(compiled.acc_matrix - eager.acc_matrix)) <= 1.0  # at most one test image of 100
+    torch._dynamo.reset()

@@ -140,7 +140,7 @@ class Trainer:
         if cfg.compile:
             # Only the backbone, in place (parameter names unchanged): it does not see the task id, so
             # its graphs serve every task. Compiling the whole net specialized on the task's head slice
-            # and recompiled per task, past torch's recompile limit (then it silently runs eager).
+            # and recompiled per task, past torch's recompile limit (from there on it ran eager).
             self.net.backbone.compile()
             if self.net.task_norms:
                 log.warning("compile with bn='task': the backbone routes to the task's BatchNorms, so torch "
@@ -190,7 +190,7 @@ class Trainer:
                 if cfg.eval_logits == "all":
                     pred = net.all_logits(x, head_task).argmax(1) - offset
                 else:
-                    pred = self.net(x, head_task).argmax(1)
+                    pred = net(x, head_task).argmax(1)
             correct += (pred == y).sum()
         net.train()
         return 100.0 * correct.item() / len(data.test_y)

@@ -42,7 +42,7 @@ from cldst.data import (
 )
 from cldst.errors import ConfigError
 from cldst.models import ContinualNet, build_model
-from cldst.sparse import ContinualSparsity, capacity_over_tasks
+from cldst.sparse import ContinualSparsity, capacity_over_tasks, is_update_step
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class RunResult:
     capacity: pd.DataFrame  # task, layer, used_fraction, ... after each task
     sparsity: ContinualSparsity = field(repr=False)
     device: str = "cpu"
+    warnings: list[str] = field(default_factory=list)  # what the run's user should know (also logged)
 
     def metrics(self) -> dict[str, Any]:
         A = self.acc_matrix
@@ -82,6 +83,7 @@ class RunResult:
             "eval_seconds": self.eval_seconds,
             "final_loss": self.final_loss,
             "topology_updates": len(self.updates),
+            "warnings": self.warnings,
             "device": self.device,
         }
 
@@ -269,8 +271,8 @@ class Trainer:
         """A sentence when some task is too short for even one topology update (static sparse training)."""
         cfg = self.cfg
         steps = min(self.steps_per_task(t) for t in range(cfg.num_tasks))
-        # the first update would be at step update_frequency, and updates stop at t_end * steps (is_update_step)
-        if cfg.density >= 1 or cfg.update_frequency < cfg.t_end * steps:
+        # the first update would come at step update_frequency, if the schedule allows one there
+        if cfg.density >= 1 or is_update_step(cfg.update_frequency, cfg.update_frequency, steps, cfg.t_end):
             return None
         return (f"update_frequency={cfg.update_frequency} but a task has only {steps} optimizer steps "
                 f"(t_end={cfg.t_end:g}): no topology update happens, this is static sparse training; "
@@ -278,8 +280,8 @@ class Trainer:
 
     def run(self) -> RunResult:
         cfg, T = self.cfg, self.cfg.num_tasks
-        warning = self.topology_warning()
-        if warning:
+        warnings = [w for w in [self.topology_warning()] if w]
+        for warning in warnings:
             log.warning("%s", warning)
         A = np.full((T, T), np.nan)
         pre, baseline = np.full(T, np.nan), np.full(T, np.nan)
@@ -327,6 +329,7 @@ class Trainer:
             capacity=capacity_over_tasks(self.sparsity.masks),
             sparsity=self.sparsity,
             device=str(self.device),
+            warnings=warnings,
         )
 
 

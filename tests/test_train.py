@@ -43,7 +43,7 @@ def test_a_run_is_deterministic_isolated_and_updates_on_schedule(bn):
     assert first.metrics()["bwt"] == 0.0
     # updates at steps 5 and 10 of each task's 12 (never at 0 nor at the end)
     assert [(u["task"], u["step"]) for u in first.updates] == [(t, s) for t in range(4) for s in (5, 10)]
-    assert first.metrics()["topology_updates"] == 8
+    assert first.metrics()["topology_updates"] == 8 and first.metrics()["warnings"] == []
     assert first.growth_per_task == ["gradient"] * 4
     # another seed draws other masks
     other = train_continual(cfg.replace(seed=1))
@@ -59,6 +59,7 @@ def test_too_few_steps_for_an_update_is_said_not_hidden(caplog):
         result = trainer.run()
     assert message in caplog.text
     assert result.updates == [] and result.metrics()["topology_updates"] == 0
+    assert result.metrics()["warnings"] == [message]  # kept in metrics.json; `cldst run` prints it
     # an update at step 6 of 7 still happens; at step 7, the task's end, none does
     assert Trainer(cfg.replace(update_frequency=6)).topology_warning() is None
     assert Trainer(cfg.replace(update_frequency=7)).topology_warning() is not None  # step 7 is the last

@@ -209,7 +209,7 @@ def make_bench(args: argparse.Namespace, device: torch.device, *, arch: str | No
                growth: str = "random", seed: int = 0) -> Bench:
     torch.manual_seed(seed)
     net = build_model(arch or args.arch, num_classes=NUM_CLASSES, num_tasks=NUM_TASKS, width=args.width,
-                      stem=args.stem).to(device)
+                      variant=args.variant).to(device)
     x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
     if args.channels_last:  # as Trainer: the model and every batch in channels_last
         net = net.to(memory_format=torch.channels_last)
@@ -396,7 +396,7 @@ def section_projection(args: argparse.Namespace, device: torch.device, rates: di
         row["total_h"] = row["train_h"] + row["topology_h"] + row["eval_h"] + row["papermill_h"]
     total = {k: sum(r[k] for r in rows.values()) for k in ("runs", "train_h", "topology_h", "eval_h", "papermill_h",
                                                            "total_h")}
-    setting = (f"width {args.width}, {args.image_size} px, batch {args.batch}, {args.stem} stem, {args.precision}"
+    setting = (f"width {args.width}, {args.image_size} px, batch {args.batch}, {args.variant} variant, {args.precision}"
                f"{', channels_last' if args.channels_last else ''}{', compile' if args.compile else ''}")
     print(f"\n== 5. Projection of the paper grid on this device ({device.type}; {setting}) ==")
     for arch, rate in rates.items():
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
     print(f"cldst speed benchmark: torch {torch.__version__}, device {device}{gpu}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {load_before[0]:.2f}")
-    print(f"model {args.arch} width {args.width} ({args.stem} stem), {args.image_size}x{args.image_size}, "
+    print(f"model {args.arch} width {args.width} ({args.variant} variant), {args.image_size}x{args.image_size}, "
           f"batch {args.batch}, {args.init} density {args.density}, {args.precision}"
           f"{', channels_last' if args.channels_last else ''}{', compile' if args.compile else ''}; "
           f"{args.steps} steps x {args.repeats} repeats (median), {args.warmup} warm-up")

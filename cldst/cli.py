@@ -1,7 +1,8 @@
 """Command line: `cldst run | sweep | collect | figures | demo | experiments`.
 
 Every Config field is a flag of `cldst run` (`--num_tasks 10`, also `--num-tasks`); the authors'
-names are accepted (`--sparse_init`, `--init`, `--num_classes_per_task`, `--dataset miniImageNet`).
+names are accepted (`--sparse_init`, `--init`, `--net_name`, `--death`, `--death_rate`,
+`--num_classes_per_task`, `--dataset miniImageNet`, `--growth random_unfired`, `--net_name vgg16`).
 Booleans take a value (`--save_masks false`) or stand alone for true. User errors print one line
 and exit 2; a failed run exits 1.
 """
@@ -16,7 +17,8 @@ from dataclasses import fields
 from cldst.config import PRESETS, Config, coerce
 from cldst.errors import CldstError, ConfigError
 
-ALIASES = {"sparse_init": ["--init"]}
+# The authors' flag names (their cifar100.py / miniImageNet100.py and README).
+ALIASES = {"sparse_init": ["--init"], "arch": ["--net_name"], "drop": ["--death"], "drop_fraction": ["--death_rate"]}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:

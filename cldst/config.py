@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from cldst.errors import ConfigError
-from cldst.models import ARCHS, BNS, HEADS, STEMS  # one source of truth for the choices
-from cldst.sparse import DROP, FROZEN_GRADS, INITS, NEW_WEIGHTS
+from cldst.models import ARCHS, BNS, HEADS, VARIANTS, WEIGHT_INITS  # one source of truth for the choices
+from cldst.sparse import DROP, DROP_COUNTS, FROZEN_GRADS, INITS, NEW_WEIGHTS, REUSES, SCORE_FILLS
 from cldst.sparse.schedule import GrowthSchedule
 
 DATASETS = ("synth100", "cifar100", "miniimagenet")
@@ -28,7 +28,9 @@ DATASET_ALIASES = {
     "miniimagenet100": "miniimagenet",
     "synth100": "synth100",
 }
+ARCH_ALIASES = {"vgg16": "vgg"}  # the authors' --net_name for their VGG-like
 EVAL_LOGITS = ("task", "all")
+CHECKPOINTS = ("final", "best_train")
 DROPS = tuple(DROP)
 CLASS_ORDERS = ("natural", "random")
 DEVICES = ("auto", "cpu", "cuda")
@@ -42,29 +44,31 @@ class Config:
     # --- bookkeeping (not part of the run id) ---
     experiment: str = "default"  # group of runs: papermill_runs/<experiment>/<run id>/
     device: str = "auto"  # auto | cpu | cuda
-    data_root: str = ""  # where datasets are looked for ("" = cldst.paths.data_dir())
+    data_root: str = ""  # where datasets are looked for (empty: cldst.paths.data_dir())
     progress: bool = True  # tqdm progress bars over tasks and epochs
     save_masks: bool = True  # keep every task's mask (bit-packed) in the run record
     # --- data ---
     dataset: str = "synth100"  # synth100 (embedded, no download) | cifar100 | miniimagenet
     num_tasks: int = 10  # tasks the classes are split into (must divide num_classes)
     num_classes: int = 100  # classes of the dataset used (all of them)
-    num_classes_per_task: int = 0  # 0 = num_classes // num_tasks; else must equal it
+    num_classes_per_task: int = 0  # 0: num_classes // num_tasks; else must equal it
     class_order: str = "natural"  # natural (authors) | random (seeded by class_order_seed)
-    class_order_seed: int = 0  # seed of the class permutation when class_order = random
-    image_size: int = 0  # 0 = the dataset's native size; else resize (e.g. 16 for fast smoke runs)
-    train_per_class: int = 0  # 0 = all training images; else the first n per class
-    test_per_class: int = 0  # 0 = all test images; else the first n per class
+    class_order_seed: int = 0  # seed of the class permutation when class_order is random
+    image_size: int = 0  # 0: the dataset's native size; else resize (e.g. 16 for fast smoke runs)
+    train_per_class: int = 0  # 0: all training images; else the first n per class
+    test_per_class: int = 0  # 0: all test images; else the first n per class
     # --- model ---
-    arch: str = "resnet18"  # resnet18 | vgg | mobilenetv2
-    width: int = 64  # base channel width (64 = the standard network)
-    stem: str = "cifar"  # cifar: 3x3 stride 1 | authors: 7x7 stride 2, no max-pool
+    arch: str = "resnet18"  # resnet18 | vgg (VGG-like) | mobilenetv2
+    width: int = 64  # base channel width (64: the standard network)
+    variant: str = "cifar"  # cifar: 3x3 stride-1 first convs | authors: the authors' networks (ResNet-18 7x7 stride-2 stem; MobileNetV2 ImageNet strides, ReLU6)
+    weight_init: str = "torch"  # torch: PyTorch's default init (authors) | kaiming: Kaiming-normal fan_out convs
     bn: str = "batch"  # batch: no affine, batch statistics (authors) | standard: affine + running stats, shared | task: one standard BN per task
     head: str = "shared"  # shared: one masked 100-way head sliced per task (authors) | multi: a dense head per task
     eval_logits: str = "task"  # task: argmax over the task's classes | all: over all logits (authors)
+    eval_batch_size: int = 0  # test batch size (0: batch_size; authors: 128); with bn batch it changes the numbers
     # --- sparse training ---
     sparse_init: str = "ERK"  # uniform | ERK: per-layer density of each task's mask
-    density: float = 0.1  # fraction of weights in each task's mask (sparsity = 1 - density)
+    density: float = 0.1  # fraction of weights in each task's mask (sparsity is 1 - density)
     growth: str = "random"  # random | unfired | gradient | momentum, or a schedule: "0:random,5:gradient", "random,free<0.4:gradient"
     drop: str = "magnitude"  # drop criterion
     update_frequency: int = 100  # batches between topology updates
@@ -72,16 +76,21 @@ class Config:
     drop_fraction_min: float = 0.0  # floor of the cosine schedule (authors: 0.005)
     t_end: float = 1.0  # topology updates stop after this fraction of a task's batches (authors: 1.0)
     frozen_grad: str = "zero"  # zero: frozen positions get no gradient score (authors) | keep: dense scores
-    new_weights: str = "random"  # random: free weights start from their initial values | zero: tasks >= 1 start at 0 (authors)
+    new_weights: str = "random"  # random: free weights start from their initial values | zero: tasks from 1 on start at 0 (authors)
+    reuse: str = "separate"  # frozen positions in updates: separate | static | value | authors (docs/authors_code.md)
+    drop_count: str = "round"  # weights dropped per update: round(f * k) | ceil(f * k) (authors)
+    score_fill: str = "random"  # too few non-zero growth scores: random fill | authors (re-picks active positions: density leaks)
+    update_at_end: bool = False  # also update the topology at a task's last step (authors)
+    checkpoint: str = "final"  # weights each task keeps: final | best_train (the epoch of best training accuracy: authors)
     # --- optimization ---
     epochs: int = 1  # epochs per task (paper: 100; 25 for 20-task CIFAR-100)
-    batch_size: int = 128
+    batch_size: int = 128  # training batch size
     lr: float = 0.001  # Adam, x0.1 at 1/2 and 3/4 of the epochs, fresh optimizer per task
-    weight_decay: float = 0.0
-    seed: int = 0
+    weight_decay: float = 0.0  # Adam's L2 penalty (never reaches frozen weights)
+    seed: int = 0  # seeds masks, growth, initialization, shuffling and augmentation
     # --- speed (GPU fast path; all checked for correctness on CPU) ---
     precision: str = "fp32"  # fp32 | bf16 (autocast)
-    channels_last: bool = False
+    channels_last: bool = False  # NHWC memory layout (faster convolutions on recent GPUs)
     compile: bool = False  # torch.compile the backbone (its graphs serve every task)
 
     # Fields that do not change the numbers a run produces: left out of the run id.
@@ -91,6 +100,9 @@ class Config:
         self.dataset = DATASET_ALIASES.get(str(self.dataset).lower(), self.dataset)
         if str(self.sparse_init).lower() == "erk":
             self.sparse_init = "ERK"
+        self.arch = ARCH_ALIASES.get(self.arch, self.arch)
+        if isinstance(self.growth, str):  # the authors' name, alone or inside a schedule
+            self.growth = re.sub(r"\brandom_unfired\b", "unfired", self.growth)
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> Config:
@@ -98,7 +110,8 @@ class Config:
         _choice("dataset", self.dataset, DATASETS)
         _choice("class_order", self.class_order, CLASS_ORDERS)
         _choice("arch", self.arch, ARCHS)
-        _choice("stem", self.stem, STEMS)
+        _choice("variant", self.variant, VARIANTS)
+        _choice("weight_init", self.weight_init, WEIGHT_INITS)
         _choice("bn", self.bn, BNS)
         _choice("head", self.head, HEADS)
         _choice("eval_logits", self.eval_logits, EVAL_LOGITS)
@@ -106,6 +119,10 @@ class Config:
         _choice("drop", self.drop, DROPS)
         _choice("frozen_grad", self.frozen_grad, FROZEN_GRADS)
         _choice("new_weights", self.new_weights, NEW_WEIGHTS)
+        _choice("reuse", self.reuse, REUSES)
+        _choice("drop_count", self.drop_count, DROP_COUNTS)
+        _choice("score_fill", self.score_fill, SCORE_FILLS)
+        _choice("checkpoint", self.checkpoint, CHECKPOINTS)
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
         if self.eval_logits == "all" and self.head != "shared":
@@ -115,7 +132,7 @@ class Config:
         for name in ("num_tasks", "num_classes", "epochs", "batch_size", "update_frequency", "width"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be a positive integer")
-        for name in ("train_per_class", "test_per_class", "image_size", "num_classes_per_task"):
+        for name in ("train_per_class", "test_per_class", "image_size", "num_classes_per_task", "eval_batch_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0 (0 = default)")
         if self.num_classes % self.num_tasks:
@@ -176,8 +193,45 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-def field_types() -> dict[str, type]:
-    return {f.name: {"str": str, "int": int, "float": float, "bool": bool}[str(f.type)] for f in fields(Config)}
+def field_help() -> dict[str, str]:
+    """Each field's one-line meaning: the comment after it in Config's source (the one place they are written)."""
+    import inspect
+    import io
+    import tokenize
+
+    comments, names = {}, {}
+    for token in tokenize.generate_tokens(io.StringIO(inspect.getsource(Config)).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+        elif token.type == tokenize.NAME and token.start[1] == 4:  # a class-body statement
+            names.setdefault(token.start[0], token.string)
+    by_name = {names[line]: text for line, text in comments.items() if line in names}
+    return {f.name: by_name.get(f.name, "") for f in fields(Config)}
+
+
+def parameters_cell() -> str:
+    """The source of notebooks/train.ipynb's parameters cell: every field, its default and its help.
+
+    Papermill reads `name = value  # help` lines (a second "=" on a line hides it, so help texts have none)."""
+    helps = field_help()
+    lines = ["# Parameters: exactly the fields of cldst.config.Config (papermill injects overrides below)."]
+    for f in fields(Config):
+        lines.append(f"{f.name} = {getattr(Config, f.name)!r}" + (f"  # {helps[f.name]}" if helps[f.name] else ""))
+    return "\n".join(lines)
+
+
+def write_parameters_cell() -> None:
+    """Rewrite notebooks/train.ipynb's parameters cell from Config (after a field changed)."""
+    import nbformat
+
+    from cldst.paths import NOTEBOOKS_DIR
+
+    path = NOTEBOOKS_DIR / "train.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            cell.source = parameters_cell()
+    nbformat.write(nb, path)
 
 
 def coerce(name: str, value: Any, type_name: Any) -> Any:
@@ -214,11 +268,19 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},  # the paper's method as stated, with the known bugs fixed (the defaults)
     "authors": {
-        "stem": "authors",
+        "variant": "authors",
+        "weight_init": "torch",
         "bn": "batch",
         "head": "shared",
         "eval_logits": "all",
+        "eval_batch_size": 128,
         "new_weights": "zero",
+        "reuse": "authors",
+        "drop": "magnitude_threshold",
+        "drop_count": "ceil",
+        "score_fill": "authors",
+        "update_at_end": True,
+        "checkpoint": "best_train",
         "t_end": 1.0,
         "drop_fraction_min": 0.005,
         "frozen_grad": "zero",

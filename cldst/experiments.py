@@ -118,7 +118,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "paper": Profile("paper", seeds=(0, 1, 2), overrides={"width": 64, "stem": "authors", "progress": False}),
+    "paper": Profile("paper", seeds=(0, 1, 2), overrides={"width": 64, "variant": "authors", "progress": False}),
     "smoke": Profile(
         "smoke",
         seeds=(0,),

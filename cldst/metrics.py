@@ -5,8 +5,11 @@
 
     ACC = 1/T     sum_{i=1..T}   A[T, i]
     BWT = 1/(T-1) sum_{i=1..T-1} (A[T, i] - A[i, i])
-    FWT (authors) = mean over pairs i < j of F[i, j]: task i's subnetwork (mask and head) applied to
-                    task j's test data with task j's labels, measured on the final network. With
+    FWT (authors) = 1/(T-1) sum_{i=1..T-1} [ 1/(T-i) sum_{j=i+1..T} F[i, j] ]: for each task i but the
+                    last, the mean of F[i, j] over the later tasks j, then the mean of those T-1 row
+                    means (the authors' code, as eq. 4 normalizes per row; not the mean over all pairs,
+                    which weighs early rows more). F[i, j] is task i's subnetwork (mask and head) applied
+                    to task j's test data with task j's labels, measured on the final network. With
                     parameter isolation this is close to chance (1/classes per task), which is what the
                     paper's tables show (~9.5% for 10-class tasks).
     FWT (standard, Lopez-Paz & Ranzato 2017) = 1/(T-1) sum_{i=2..T} (P[i] - B[i]): P[i] the accuracy on
@@ -50,13 +53,12 @@ def incremental_accuracy(A) -> np.ndarray:
 
 
 def fwt_authors(F) -> float:
-    """Mean of F[i, j] over i < j (the authors' forward transfer; see module docstring)."""
+    """Mean over rows i < T-1 of the mean of F[i, i+1:] (the authors' forward transfer; module docstring)."""
     F = _square(F)
     T = F.shape[0]
     if T == 1:
         return float("nan")
-    upper = F[np.triu_indices(T, k=1)]
-    return float(np.mean(upper))
+    return float(np.mean([np.mean(F[i, i + 1 :]) for i in range(T - 1)]))
 
 
 def fwt_standard(pre, baseline) -> float:

@@ -54,7 +54,7 @@ def _umask() -> int:
 
 # mkstemp makes its file owner-only (0600); a record is as readable as any file this user writes.
 FILE_MODE = 0o666 & ~_umask()
-UPDATE_COLUMNS = ["task", "step", "drop_fraction", "dropped", "regrown", "grown_frozen"]
+UPDATE_COLUMNS = ["task", "step", "drop_fraction", "dropped", "grown", "regrown", "grown_frozen", "trainable_share"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -15,6 +15,7 @@ authors' FWT evaluates task i's subnetwork on every later task's data.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ from cldst.config import Config
 from cldst.data import (
     ImageDataset,
     TaskData,
+    batch_bounds,
     eval_batches,
     load_dataset,
     make_split,
@@ -62,6 +64,8 @@ class RunResult:
     final_loss: list[float]  # mean training loss of each task's last epoch
     updates: list[dict[str, Any]]  # topology-update statistics
     capacity: pd.DataFrame  # task, layer, used_fraction, ... after each task
+    trainable_start: list[float]  # share of each task's mask that is free (trainable) when it is drawn
+    trainable_end: list[float]  # the same after the task's last topology update
     sparsity: ContinualSparsity = field(repr=False)
     device: str = "cpu"
     warnings: list[str] = field(default_factory=list)  # what the run's user should know (also logged)
@@ -78,6 +82,8 @@ class RunResult:
             "baseline_acc": self.baseline_acc.tolist(),
             "growth_per_task": self.growth_per_task,
             "used_fraction": total["used_fraction"].tolist() if len(total) else [],
+            "trainable_share_start": self.trainable_start,
+            "trainable_share_end": self.trainable_end,
             "task_seconds": self.task_seconds,
             "train_seconds": float(sum(self.task_seconds)),
             "eval_seconds": self.eval_seconds,
@@ -133,9 +139,10 @@ class Trainer:
             num_classes=cfg.num_classes,
             num_tasks=cfg.num_tasks,
             width=cfg.width,
-            stem=cfg.stem,
+            variant=cfg.variant,
             bn=cfg.bn,
             head=cfg.head,
+            weight_init=cfg.weight_init,
         ).to(self.device)
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -160,6 +167,10 @@ class Trainer:
             frozen_grad=cfg.frozen_grad,
             new_weights=cfg.new_weights,
             seed=cfg.seed,
+            reuse=cfg.reuse,
+            drop_count=cfg.drop_count,
+            score_fill=cfg.score_fill,
+            update_at_end=cfg.update_at_end,
         )
         self.tasks: list[TaskData] = [
             task_tensors(self.data, self.split, t, self.device) for t in range(cfg.num_tasks)
@@ -185,8 +196,8 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         offset = head_task * self.split.classes_per_task
         for x, y in eval_batches(
-            data.test_x, data.test_y, cfg.batch_size, mean=self.data.mean, std=self.data.std,
-            channels_last=cfg.channels_last,
+            data.test_x, data.test_y, cfg.eval_batch_size or cfg.batch_size, mean=self.data.mean,
+            std=self.data.std, channels_last=cfg.channels_last,
         ):
             with self.autocast:
                 if cfg.eval_logits == "all":
@@ -204,35 +215,58 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def train_task(self, t: int, epochs_bar: Iterator | None = None) -> tuple[float, float]:
-        cfg, data = self.cfg, self.tasks[t]
-        optimizer = torch.optim.Adam(self.net.task_parameters(t), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        cfg, data, net, sparsity = self.cfg, self.tasks[t], self.net, self.sparsity
+        optimizer = torch.optim.Adam(net.task_parameters(t), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(cfg.epochs), gamma=0.1)
-        self.net.train()
+        net.train()
         step, start = 0, time.perf_counter()
         epoch_loss = torch.zeros((), device=self.device)
-        for _ in range(cfg.epochs):
+        # checkpoint="best_train" (authors): keep the weights and mask of the epoch with the best training
+        # accuracy, counted over all logits with eval_logits="all" (on device: one sync per epoch)
+        best_train = cfg.checkpoint == "best_train"
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        best, snapshot, offset = -1.0, None, t * self.split.classes_per_task
+        for epoch in range(cfg.epochs):
             epoch_loss.zero_()
-            batches = 0
+            correct.zero_()
+            batches = seen = 0
             for x, y in train_batches(
                 data.train_x, data.train_y, cfg.batch_size, mean=self.data.mean, std=self.data.std,
                 generator=self.generator, channels_last=cfg.channels_last,
             ):
                 with self.autocast:
-                    loss = F.cross_entropy(self.net(x, t), y)
+                    if best_train:  # the task's logits are a slice of all of them (bitwise as net(x, t))
+                        logits_all = net.all_logits(x, t)
+                        logits = logits_all[:, offset : offset + self.split.classes_per_task]
+                    else:
+                        logits = net(x, t)
+                    loss = F.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=False)
                 loss.backward()
-                self.sparsity.prepare_grads()
+                sparsity.prepare_grads()
                 optimizer.step()
-                self.sparsity.after_step()
+                sparsity.after_step()
                 step += 1
-                stats = self.sparsity.maybe_update(step, optimizer)
+                stats = sparsity.maybe_update(step, optimizer)
                 if stats is not None:
                     self.updates.append({"task": t, **stats})
                 epoch_loss += loss.detach()
                 batches += 1
+                if best_train:
+                    pred = logits_all.argmax(1) - offset if cfg.eval_logits == "all" else logits.argmax(1)
+                    correct += (pred == y).sum()
+                    seen += len(y)
             scheduler.step()
+            if best_train:
+                accuracy = correct.item() / seen
+                if accuracy > best:  # strictly better, as the authors' code
+                    best = accuracy
+                    snapshot = (copy.deepcopy(net.state_dict()), sparsity.state_dict()) if epoch < cfg.epochs - 1 else None
             if epochs_bar is not None:
                 epochs_bar.update(1)
+        if snapshot is not None:  # an earlier epoch was best: back to its weights and mask
+            net.load_state_dict(snapshot[0])
+            sparsity.load_state_dict(snapshot[1])
         self.recalibrate_norms(t)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -265,14 +299,16 @@ class Trainer:
             bn.momentum = momentum
 
     def steps_per_task(self, t: int) -> int:
-        return self.cfg.epochs * math.ceil(len(self.tasks[t].train_y) / self.cfg.batch_size)
+        """Optimizer steps of task t: the batches train_batches yields per epoch, times the epochs."""
+        return self.cfg.epochs * len(batch_bounds(len(self.tasks[t].train_y), self.cfg.batch_size))
 
     def topology_warning(self) -> str | None:
         """A sentence when some task is too short for even one topology update (static sparse training)."""
         cfg = self.cfg
         steps = min(self.steps_per_task(t) for t in range(cfg.num_tasks))
         # the first update would come at step update_frequency, if the schedule allows one there
-        if cfg.density >= 1 or is_update_step(cfg.update_frequency, cfg.update_frequency, steps, cfg.t_end):
+        if cfg.density >= 1 or is_update_step(cfg.update_frequency, cfg.update_frequency, steps, cfg.t_end,
+                                              cfg.update_at_end):
             return None
         return (f"update_frequency={cfg.update_frequency} but a task has only {steps} optimizer steps "
                 f"(t_end={cfg.t_end:g}): no topology update happens, this is static sparse training; "
@@ -285,7 +321,7 @@ class Trainer:
             log.warning("%s", warning)
         A = np.full((T, T), np.nan)
         pre, baseline = np.full(T, np.nan), np.full(T, np.nan)
-        task_seconds, losses, growths = [], [], []
+        task_seconds, losses, growths, trainable_start, trainable_end = [], [], [], [], []
         self.updates = []  # a fresh list: an earlier RunResult keeps its own
         eval_time = 0.0
         tasks_bar = tqdm(range(T), desc="tasks", disable=not cfg.progress, leave=True)
@@ -293,6 +329,7 @@ class Trainer:
         for t in tasks_bar:
             self.sparsity.begin_task(t, self.steps_per_task(t))
             growths.append(self.sparsity.current_growth)
+            trainable_start.append(self.sparsity.trainable_share())
             t0 = time.perf_counter()
             if t == 0:  # the random network (task 0's initial mask) on every task
                 baseline[:] = [self.accuracy(i, self.tasks[i]) for i in range(T)]
@@ -301,6 +338,7 @@ class Trainer:
             seconds, loss = self.train_task(t, epochs_bar)
             task_seconds.append(seconds)
             losses.append(loss)
+            trainable_end.append(self.sparsity.trainable_share())
             self.sparsity.end_task()
             t0 = time.perf_counter()
             A[t, : t + 1] = [self.evaluate_task(i) for i in range(t + 1)]
@@ -327,6 +365,8 @@ class Trainer:
             final_loss=losses,
             updates=self.updates,
             capacity=capacity_over_tasks(self.sparsity.masks),
+            trainable_start=trainable_start,
+            trainable_end=trainable_end,
             sparsity=self.sparsity,
             device=str(self.device),
             warnings=warnings,

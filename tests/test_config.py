@@ -7,9 +7,21 @@ import papermill
 import pytest
 
 from cldst.cli import build_parser, config_from_args
-from cldst.config import Config, preset
+from cldst.config import Config, field_help, parameters_cell, preset
 from cldst.errors import ConfigError
 from cldst.paths import NOTEBOOKS_DIR
+
+
+def test_train_notebook_parameters_cell_is_generated_from_config():
+    """One source: the field comments in config.py. Regenerate the cell with
+    `.venv/bin/python -c "from cldst.config import write_parameters_cell; write_parameters_cell()"`."""
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOKS_DIR / "train.ipynb", as_version=4)
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1 and cells[0].source == parameters_cell()
+    assert all(field_help().values()), "every Config field needs a one-line comment"
+    assert not [h for h in field_help().values() if "=" in h], "papermill cannot read a help text with '='"
 
 
 def test_train_notebook_parameters_are_exactly_the_config_fields():
@@ -82,6 +94,17 @@ def test_cli_accepts_the_authors_flags():
 
 def test_authors_preset():
     cfg = preset("authors", density=0.2)
-    assert (cfg.stem, cfg.eval_logits, cfg.new_weights, cfg.drop_fraction_min) == ("authors", "all", "zero", 0.005)
+    assert (cfg.variant, cfg.eval_logits, cfg.new_weights, cfg.drop_fraction_min) == ("authors", "all", "zero", 0.005)
+    assert (cfg.weight_init, cfg.reuse, cfg.drop_count, cfg.score_fill, cfg.update_at_end, cfg.checkpoint,
+            cfg.eval_batch_size) == ("torch", "authors", "ceil", "authors", True, "best_train", 128)
     cfg = config_from_args(build_parser().parse_args("run --preset authors --eval_logits task".split()))
-    assert (cfg.stem, cfg.eval_logits) == ("authors", "task")
+    assert (cfg.variant, cfg.eval_logits) == ("authors", "task")
+
+
+def test_the_authors_flag_and_value_names_are_accepted():
+    args = ("run --net_name vgg16 --death magnitude --death_rate 0.3 --growth random_unfired --init erk "
+            "--num_classes_per_task 10 --dataset miniImageNet")
+    cfg = config_from_args(build_parser().parse_args(args.split()))
+    assert (cfg.arch, cfg.drop, cfg.drop_fraction, cfg.growth, cfg.sparse_init, cfg.dataset) == (
+        "vgg", "magnitude", 0.3, "unfired", "ERK", "miniimagenet")
+    assert Config(growth="0:random_unfired,5:gradient").growth == "0:unfired,5:gradient"

@@ -30,9 +30,14 @@ def test_incremental_accuracy_averages_seen_tasks():
     np.testing.assert_allclose(metrics.incremental_accuracy(A3), [90.0, 82.5, (84 + 78 + 70) / 3])
 
 
-def test_fwt_authors_averages_upper_triangle_only():
+def test_fwt_authors_is_the_mean_of_row_means_above_the_diagonal():
+    # rows: task 0 on tasks 1, 2 -> mean 15; task 1 on task 2 -> 30; (15 + 30) / 2 = 22.5.
+    # The mean over all pairs i < j would be (10 + 20 + 30) / 3 = 20: the authors' code (and eq. 4)
+    # normalizes per row. The diagonal and the lower triangle are never read.
     F = np.array([[99.0, 10.0, 20.0], [NAN, 99.0, 30.0], [NAN, NAN, 99.0]])
-    assert metrics.fwt_authors(F) == pytest.approx(20.0)
+    assert metrics.fwt_authors(F) == 22.5
+    F4 = np.array([[0.0, 8.0, 10.0, 12.0], [NAN, 0.0, 6.0, 2.0], [NAN, NAN, 0.0, 7.0], [NAN] * 4])
+    assert metrics.fwt_authors(F4) == pytest.approx((10.0 + 4.0 + 7.0) / 3)
     assert math.isnan(metrics.fwt_authors(np.array([[5.0]])))
 
 

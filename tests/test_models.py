@@ -13,7 +13,7 @@ from cldst.models import (
     ARCHS,
     BNS,
     HEADS,
-    STEMS,
+    VARIANTS,
     ContinualNet,
     TaskNorm,
     build_model,
@@ -43,10 +43,10 @@ def resnet18_conv_shapes(width: int, stem_kernel: int, in_channels: int = 3) -> 
 
 # ---------------------------------------------------------------------------------------- shapes
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("stem", STEMS)
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("head", HEADS)
-def test_output_shapes(arch: str, stem: str, head: str) -> None:
-    net = tiny(arch, stem=stem, head=head)
+def test_output_shapes(arch: str, variant: str, head: str) -> None:
+    net = tiny(arch, variant=variant, head=head)
     expected_features = {"resnet18": 64, "vgg": 64, "mobilenetv2": 160}[arch]  # 8*8, 512/8, 1280/8
     assert net.feature_dim == expected_features
     x = torch.randn(5, 3, 16, 16)
@@ -94,15 +94,15 @@ def test_standard_bn_counts_match_reference_nets(arch: str, count: int) -> None:
 
 
 def test_authors_stem_is_7x7_stride_2_and_halves_every_map() -> None:
-    net = build_model("resnet18", num_classes=100, num_tasks=10, stem="authors")
+    net = build_model("resnet18", num_classes=100, num_tasks=10, variant="authors")
     conv = net.backbone.conv1
     assert conv.weight.shape == (64, 3, 7, 7)
     assert (conv.stride, conv.padding) == ((2, 2), (3, 3))
     assert sum(p.numel() for p in net.parameters()) == 11_210_432 + 64 * 3 * (49 - 9)
 
     sizes: dict[str, tuple[int, ...]] = {}
-    for stem in STEMS:
-        small = tiny("resnet18", stem=stem)
+    for stem in VARIANTS:
+        small = tiny("resnet18", variant=stem)
         hooks = [
             small.backbone.conv1.register_forward_hook(lambda m, i, o, s=stem: sizes.__setitem__(s + "1", o.shape)),
             small.backbone.layer4.register_forward_hook(lambda m, i, o, s=stem: sizes.__setitem__(s + "4", o.shape)),
@@ -112,6 +112,68 @@ def test_authors_stem_is_7x7_stride_2_and_halves_every_map() -> None:
             h.remove()
     assert sizes["cifar1"][2:] == (32, 32) and sizes["authors1"][2:] == (16, 16)
     assert sizes["cifar4"][2:] == (4, 4) and sizes["authors4"][2:] == (2, 2)
+
+
+def conv_strides(net: ContinualNet) -> list[int]:
+    return [m.stride[0] for m in net.backbone.modules() if isinstance(m, nn.Conv2d)]
+
+
+def test_vgg_starts_with_a_3x3_stride_1_conv_in_both_variants() -> None:
+    # the authors' VGG-like (SNIP's) has no ResNet stem: 13 conv3x3 stride 1, then the hidden FC
+    for variant in VARIANTS:
+        first = next(m for m in tiny("vgg", variant=variant).backbone.modules() if isinstance(m, nn.Conv2d))
+        assert (first.kernel_size, first.stride, first.padding) == ((3, 3), (1, 1), (1, 1))
+    assert str(tiny("vgg", variant="authors")) == str(tiny("vgg", variant="cifar"))
+
+
+def test_mobilenetv2_authors_variant_is_the_imagenet_layout_with_relu6_and_identity_residuals() -> None:
+    cifar, authors = tiny("mobilenetv2"), tiny("mobilenetv2", variant="authors")
+    first = authors.backbone.conv1
+    assert (first.kernel_size, first.stride) == ((3, 3), (2, 2))
+    assert cifar.backbone.conv1.stride == (1, 1)
+    # stride of each block's depthwise conv: rows (t, c, n, s) of the ImageNet table
+    blocks = lambda net: [b.conv2.stride[0] for b in net.backbone.blocks]
+    assert blocks(authors) == [1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1]
+    assert blocks(cifar) == [1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1]
+    # residuals: identity only where a block keeps its shape; the cifar variant adds 1x1 conv shortcuts
+    kinds = lambda net: [None if b.shortcut is None else len(b.shortcut) for b in net.backbone.blocks]
+    assert kinds(authors) == [None, None, 0, None, 0, 0, None, 0, 0, 0, None, 0, 0, None, 0, 0, None]
+    assert kinds(cifar).count(2) == 4 and None not in kinds(cifar)[:2]
+    assert authors.backbone.act is torch.nn.functional.relu6 and cifar.backbone.act is torch.nn.functional.relu
+    sizes = {}
+    for name, net in (("cifar", cifar), ("authors", authors)):
+        net.backbone.conv2.register_forward_hook(lambda m, i, o, k=name: sizes.__setitem__(k, o.shape[2:]))
+        net.features(torch.randn(2, 3, 32, 32))
+    assert sizes == {"cifar": (4, 4), "authors": (1, 1)}
+    x = torch.full((1, 1, 2, 2), 9.0)
+    assert authors.backbone.act(x).max() == 6.0  # ReLU6 caps
+
+
+def test_paper_profile_builds_the_authors_first_layers_for_every_arch() -> None:
+    from cldst.experiments import configs
+
+    expected = {"cifar100-10": ((7, 7), (2, 2)), "vgg": ((3, 3), (1, 1)), "mobilenetv2": ((3, 3), (2, 2))}
+    for experiment, (kernel, stride) in expected.items():
+        cfg = configs(experiment, "paper")[0]
+        net = build_model(cfg.arch, num_classes=cfg.num_classes, num_tasks=cfg.num_tasks, width=8,
+                          variant=cfg.variant, bn=cfg.bn, head=cfg.head)
+        first = next(m for m in net.backbone.modules() if isinstance(m, nn.Conv2d))
+        assert (first.kernel_size, first.stride) == (kernel, stride), experiment
+
+
+def test_weight_init_torch_keeps_the_default_and_kaiming_is_about_2_4x_larger() -> None:
+    torch.manual_seed(0)
+    default = build_model("resnet18", num_classes=10, num_tasks=1, weight_init="torch")
+    kaiming = build_model("resnet18", num_classes=10, num_tasks=1, weight_init="kaiming")
+    w_default, w_kaiming = default.backbone.layer1[0].conv1.weight, kaiming.backbone.layer1[0].conv1.weight
+    fan_in = 64 * 9
+    # PyTorch's default: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)), std 1/sqrt(3 fan_in)
+    assert w_default.abs().max() <= 1 / math.sqrt(fan_in)
+    assert w_default.std().item() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.03)
+    # Kaiming-normal fan_out (relu): std sqrt(2 / (64 * 9)), i.e. sqrt(6) = 2.45x the default's
+    assert w_kaiming.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.03)
+    for net in (default, kaiming):  # linear layers keep PyTorch's default either way
+        assert net.head.weight.abs().max() <= 1 / math.sqrt(net.feature_dim)
 
 
 # ---------------------------------------------------------------------------- maskable parameters
@@ -287,9 +349,9 @@ def test_task_out_of_range() -> None:
 
 
 # ------------------------------------------------------------------------------- init, training
-def test_conv_init_is_kaiming_normal_fan_out() -> None:
+def test_conv_init_kaiming_is_kaiming_normal_fan_out() -> None:
     torch.manual_seed(0)
-    net = build_model("resnet18", num_classes=100, num_tasks=10, width=16)
+    net = build_model("resnet18", num_classes=100, num_tasks=10, width=16, weight_init="kaiming")
     w = net.backbone.layer4[1].conv2.weight  # [128, 128, 3, 3]: fan_out = 128 * 9
     assert abs(w.std().item() / math.sqrt(2 / (128 * 9)) - 1) < 0.02
     assert abs(w.mean().item()) < 1e-3
@@ -313,7 +375,8 @@ def test_forward_backward_reaches_every_maskable_weight(arch: str) -> None:
     ("kwargs", "message"),
     [
         ({"arch": "resnet50"}, "arch='resnet50' is not one of: resnet18, vgg, mobilenetv2"),
-        ({"stem": "imagenet"}, "stem='imagenet' is not one of: cifar, authors"),
+        ({"variant": "imagenet"}, "variant='imagenet' is not one of: cifar, authors"),
+        ({"weight_init": "xavier"}, "weight_init='xavier' is not one of: torch, kaiming"),
         ({"bn": "group"}, "bn='group' is not one of: batch, standard, task"),
         ({"head": "single"}, "head='single' is not one of: shared, multi"),
         ({"num_tasks": 7}, r"num_tasks=7 does not divide num_classes=12 \(allowed: 1, 2, 3, 4, 6, 12\)"),

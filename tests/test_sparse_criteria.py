@@ -165,7 +165,7 @@ def test_score_growth_ranks_nan_as_zero_score():
 def test_unknown_names_list_the_registry():
     with pytest.raises(ConfigError, match=r"^growth 'foo' is not one of: random, unfired, gradient, momentum$"):
         get_growth("foo")
-    with pytest.raises(ConfigError, match=r"^drop 'foo' is not one of: magnitude$"):
+    with pytest.raises(ConfigError, match=r"^drop 'foo' is not one of: magnitude, magnitude_threshold$"):
         get_drop("foo")
     assert get_drop("magnitude") is magnitude_drop
     assert get_growth("momentum") is momentum_growth
@@ -203,6 +203,11 @@ def test_update_steps():
     assert [s for s in range(0, 13) if is_update_step(s, 3, 10)] == [3, 6, 9]
     assert [s for s in range(0, 13) if is_update_step(s, 3, 9)] == [3, 6]  # never at T_end
     assert [s for s in range(0, 13) if is_update_step(s, 3, 12, t_end=0.5)] == [3]
+    # at_end (the authors' code): also at the last step when it is a multiple of update_frequency
+    assert [s for s in range(0, 13) if is_update_step(s, 3, 9, at_end=True)] == [3, 6, 9]
+    assert [s for s in range(0, 13) if is_update_step(s, 3, 10, at_end=True)] == [3, 6, 9]
+    assert [s for s in range(0, 13) if is_update_step(s, 3, 12, t_end=0.5, at_end=True)] == [3, 6]
+    assert drop_fraction(9, 9, minimum=0.005) == 0.005  # the update at T_end drops the floor's share
 
 
 # ---------------------------------------------------------------------- growth schedules
@@ -250,3 +255,16 @@ def test_capacity_triggered_schedule():
 def test_bad_growth_specs(spec, message):
     with pytest.raises(ConfigError, match=message):
         GrowthSchedule.parse(spec)
+
+
+def test_magnitude_threshold_drops_every_tie_at_the_cut():
+    weight = torch.tensor([[0.0, 0.5, 0.0, 0.2], [0.0, 0.9, 0.2, 0.0]])
+    active = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    # active magnitudes sorted: 0, 0, 0, .2, .2, .5, .9; the 2nd smallest is 0, so all three zeros go
+    dropped = get_drop("magnitude_threshold")(2, active, weight)
+    assert dropped.tolist() == [[True, False, True, False], [True, False, False, False]]
+    # the 4th smallest is .2: both .2 go with the zeros (5 >= 4); the inactive 0 never counts
+    dropped = get_drop("magnitude_threshold")(4, active, weight)
+    assert dropped.tolist() == [[True, False, True, True], [True, False, True, False]]
+    assert not get_drop("magnitude_threshold")(0, active, weight).any()
+    assert get_drop("magnitude")(2, active, weight).sum() == 2  # the plain criterion takes exactly n

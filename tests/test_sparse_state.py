@@ -178,9 +178,10 @@ def test_initial_masks_have_exact_counts_and_depend_on_seed_and_task():
     assert all(torch.equal(sp.fired[n], sp.mask[n]) for n in first)
 
 
-def test_grown_free_weights_start_at_zero_and_grown_frozen_keep_their_value():
+@pytest.mark.parametrize("reuse", ["separate", "value"])
+def test_grown_free_weights_start_at_zero_and_grown_frozen_keep_their_value(reuse):
     net = tiny_net()
-    sp = engine(net, density=0.5, init="uniform", growth="random")
+    sp = engine(net, density=0.5, init="uniform", growth="random", reuse=reuse)
     train_task(net, sp, 0, steps=4)
     sp.end_task()
     sp.begin_task(1, 100)
@@ -201,9 +202,141 @@ def test_grown_free_weights_start_at_zero_and_grown_frozen_keep_their_value():
         added_frozen += int((added & frozen).sum())
     assert added_free > 0 and added_frozen > 0
     assert stats["grown_frozen"] == added_frozen
-    assert stats["dropped"] == sum(round(stats["drop_fraction"] * k) for k in sp.counts.values())
-    assert stats["dropped"] == added_free + added_frozen + stats["regrown"]
+    # per layer (value) or per free/frozen part (separate): round(f * active)
+    assert stats["dropped"] == sum(round(stats["drop_fraction"] * a) for counts in sp.active.values() for a in counts)
+    assert stats["dropped"] == added_free + added_frozen + stats["regrown"] == stats["grown"]
     assert_exact_counts(sp)
+
+
+# ---------------------------------------------------------------------- reuse rules
+REUSES = ["separate", "static", "value", "authors"]
+
+
+def frozen_free_counts(sp: ContinualSparsity) -> dict[str, tuple[int, int]]:
+    return {n: (int((m & sp.frozen[n]).sum()), int((m & ~sp.frozen[n]).sum())) for n, m in sp.mask.items()}
+
+
+@pytest.mark.parametrize("growth", ["random", "gradient"])
+@pytest.mark.parametrize("reuse", REUSES)
+def test_every_reuse_rule_keeps_frozen_weights_and_invariants(reuse, growth):
+    net = tiny_net()
+    sp = engine(net, density=0.5, init="uniform", growth=growth, reuse=reuse)
+    for task in range(3):
+        bank = {name: v.clone() for name, v in sp.values.items()}
+        frozen = {name: f.clone() for name, f in sp.frozen.items()}
+        train_task(net, sp, task, steps=12, each_step=lambda step: sp.check_invariants())
+        sp.end_task()
+        for name in frozen:
+            assert torch.equal(bits(sp.values[name])[frozen[name]], bits(bank[name])[frozen[name]])
+        with sp.use_task(task):  # the stored subnetwork: values at the mask, exactly
+            for name, p in maskable(net).items():
+                assert torch.equal(bits(p), bits(torch.where(sp.masks[task][name], sp.values[name], 0.0)))
+
+
+def test_separate_keeps_the_frozen_and_free_counts_of_the_draw_and_static_keeps_the_frozen_set():
+    for reuse in ("separate", "static"):
+        net = tiny_net()
+        sp = engine(net, density=0.5, init="uniform", growth="random", reuse=reuse)
+        train_task(net, sp, 0, steps=6)
+        sp.end_task()
+        sp.begin_task(1, 100)
+        drawn, drawn_frozen = frozen_free_counts(sp), {n: m & sp.frozen[n] for n, m in sp.mask.items()}
+        for step in (3, 6, 9):
+            stats = sp.maybe_update(step)
+            assert frozen_free_counts(sp) == drawn
+            sp.check_invariants()
+            same_frozen = all(torch.equal(m & sp.frozen[n], drawn_frozen[n]) for n, m in sp.mask.items())
+            assert same_frozen == (reuse == "static")
+            if reuse == "static":
+                assert stats["grown_frozen"] == 0
+        total = sum(a + b for a, b in drawn.values())
+        assert stats["trainable_share"] == sum(free for _, free in drawn.values()) / total
+
+
+def test_value_rule_ratchets_into_frozen_positions_and_separate_does_not():
+    """Frozen values are large, the task's free weights tiny (as when just grown at 0): magnitude drop
+    over the whole mask removes free weights and random growth brings back frozen ones at their
+    value, so the frozen share of the mask climbs; `separate` holds it at the initial draw."""
+    def frozen_share_after_updates(reuse: str) -> list[float]:
+        torch.manual_seed(0)
+        w = nn.Parameter(torch.randn(40, 40))
+        sp = ContinualSparsity({"w": w}, density=0.25, init="uniform", growth="random", reuse=reuse,
+                               update_frequency=1)
+        sp.begin_task(0, 100)
+        sp.end_task()
+        sp.begin_task(1, 100)
+        shares = []
+        for _ in range(6):
+            with torch.no_grad():  # the task's free weights stay tiny next to the frozen ones
+                free = sp.mask["w"] & ~sp.frozen["w"]
+                w[free] = 1e-3
+            sp.update_topology(0.3)
+            shares.append(1 - sp.trainable_share())
+        return shares
+
+    value, separate = frozen_share_after_updates("value"), frozen_share_after_updates("separate")
+    assert all(b > a for a, b in zip(value, value[1:])) and value[-1] > 0.6
+    assert len(set(separate)) == 1 and separate[0] < 0.35  # ~ the frozen quarter of the layer
+
+
+def test_authors_reuse_reads_zero_at_regrown_frozen_positions_and_evaluates_their_values():
+    net = tiny_net()
+    sp = engine(net, density=0.5, init="uniform", growth="random", reuse="authors")
+    train_task(net, sp, 0, steps=4)
+    sp.end_task()
+    sp.begin_task(1, 100)
+    params = maskable(net)
+    old_mask = {name: m.clone() for name, m in sp.mask.items()}
+    stats = sp.update_topology(0.5)
+    assert stats["grown_frozen"] > 0
+    for name, p in params.items():
+        added_frozen = sp.mask[name] & ~old_mask[name] & sp.frozen[name]
+        assert torch.equal(sp.zeroed[name], added_frozen)  # only the newly grown frozen positions
+        assert (bits(p)[added_frozen] == 0).all()  # they read 0 while the task trains
+        drawn_frozen = old_mask[name] & sp.mask[name] & sp.frozen[name]
+        assert torch.equal(bits(p)[drawn_frozen], bits(sp.values[name])[drawn_frozen])  # the draw keeps values
+    trainable = sum(int((m & ~sp.frozen[n]).sum()) for n, m in sp.mask.items())
+    assert stats["trainable_share"] == trainable / sum(int(m.sum()) for m in sp.mask.values())
+    zeroed = {name: z.clone() for name, z in sp.zeroed.items()}
+    sp.end_task()
+    with sp.use_task(1):  # evaluation restores the frozen values the task trained against as 0
+        for name, p in params.items():
+            assert torch.equal(bits(p)[zeroed[name]], bits(sp.values[name])[zeroed[name]])
+            assert (p[zeroed[name]] != 0).all()
+
+
+def test_ceil_drop_count_drops_at_least_one_where_round_drops_none():
+    def dropped(drop_count: str, fraction: float) -> int:
+        torch.manual_seed(0)
+        sp = ContinualSparsity({"w": nn.Parameter(torch.randn(10, 10))}, density=0.1, init="uniform",
+                               drop_count=drop_count)
+        sp.begin_task(0, 100)
+        return sp.update_topology(fraction)["dropped"]
+
+    assert (dropped("round", 0.04), dropped("ceil", 0.04)) == (0, 1)  # 0.4 of 10 active
+    assert (dropped("round", 0.26), dropped("ceil", 0.26)) == (3, 3)  # 2.6
+    assert (dropped("round", 0.21), dropped("ceil", 0.21)) == (2, 3)  # 2.1
+
+
+def test_authors_score_fill_leaks_density_where_scores_run_out():
+    """A dense shared head during task 0: only the task's rows get a gradient. Gradient growth must
+    regrow what was dropped from the other rows too; the authors' fill (the top of a full sort of
+    score * inactive) runs into zero scores of active positions and grows fewer: the count falls."""
+    def head_count(fill: str) -> int:
+        torch.manual_seed(0)
+        head = nn.Parameter(torch.randn(20, 16))
+        sp = ContinualSparsity({"head": head}, density=1.0, init="uniform", growth="gradient", score_fill=fill)
+        sp.begin_task(0, 100)
+        grad = torch.zeros(20, 16)
+        grad[:5] = torch.randn(5, 16)  # rows 0-4: the task's classes; the other rows get no gradient
+        head.grad = grad
+        stats = sp.update_topology(0.5)
+        assert int(sp.mask["head"].sum()) == 320 - stats["dropped"] + stats["grown"]
+        return stats["dropped"], int(sp.mask["head"].sum())
+
+    assert head_count("random") == (0, 320)  # exact growth would regrow what it drops: skipped
+    dropped, count = head_count("authors")
+    assert dropped == 160 and count < 320
 
 
 def test_dense_layers_are_left_alone_by_updates():
@@ -220,9 +353,10 @@ def test_dense_layers_are_left_alone_by_updates():
 
 
 def test_frozen_grad_zero_keeps_gradient_growth_off_frozen_positions():
+    # reuse="value": one growth over all inactive positions, so the scores alone decide
     def grown_frozen(growth: str, frozen_grad: str, prepare: bool = True) -> int:
         net = tiny_net()
-        sp = engine(net, density=0.4, init="uniform", growth=growth, frozen_grad=frozen_grad)
+        sp = engine(net, density=0.4, init="uniform", growth=growth, frozen_grad=frozen_grad, reuse="value")
         train_task(net, sp, 0, steps=3)
         sp.end_task()
         sp.begin_task(1, 100)
@@ -248,7 +382,7 @@ def test_momentum_growth_ignores_moments_of_frozen_positions():
     # dropped they keep those moments. With frozen_grad="zero" momentum growth must still skip them.
     def grown_frozen(frozen_grad: str) -> int:
         net = tiny_net()
-        sp = engine(net, density=0.4, init="uniform", growth="momentum", frozen_grad=frozen_grad)
+        sp = engine(net, density=0.4, init="uniform", growth="momentum", frozen_grad=frozen_grad, reuse="value")
         train_task(net, sp, 0, steps=2)
         sp.end_task()
         sp.begin_task(1, 100)
@@ -517,7 +651,7 @@ def test_task_order_is_enforced():
         ({"drop_min": 0.6}, r"drop_min=0.6"),
         ({"t_end": 0.0}, r"^t_end=0.0 must be in \(0, 1\]"),
         ({"growth": "magic"}, r"^growth 'magic' is not one of"),
-        ({"drop": "random"}, r"^drop 'random' is not one of: magnitude$"),
+        ({"drop": "random"}, r"^drop 'random' is not one of: magnitude, magnitude_threshold$"),
         ({"init": "dense"}, r"^sparse_init='dense' is not one of: uniform, ERK$"),
         ({"density": 0}, r"^density=0 must be in \(0, 1\]"),
     ],

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cldst.data.batches import TaskData, crop_and_flip, eval_batches, task_tensors, train_batches
+from cldst.data.batches import (
+    TaskData,
+    batch_bounds,
+    crop_and_flip,
+    eval_batches,
+    task_tensors,
+    train_batches,
+)
 from cldst.data.dataset import DATASETS, ImageDataset, canonical_name, load_dataset
 from cldst.data.splits import ORDERS, TaskSplit, make_split
 
@@ -12,6 +19,7 @@ __all__ = [
     "ImageDataset",
     "TaskData",
     "TaskSplit",
+    "batch_bounds",
     "canonical_name",
     "crop_and_flip",
     "eval_batches",

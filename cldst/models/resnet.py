@@ -1,4 +1,4 @@
-"""ResNet-18 (BasicBlock, [2, 2, 2, 2]) without biases, with a choice of stem.
+"""ResNet-18 (BasicBlock, [2, 2, 2, 2]) without biases, in two variants that differ in the stem.
 
 width=64 gives the standard network: stages of 64, 128, 256, 512 channels.
 """
@@ -14,18 +14,18 @@ STAGE_BLOCKS = (2, 2, 2, 2)  # BasicBlocks per stage
 STAGE_MULTIPLIERS = (1, 2, 4, 8)  # stage channels = width * multiplier
 
 
-def make_stem(stem: str, in_channels: int, out_channels: int) -> nn.Conv2d:
-    """The first conv of every backbone.
+def make_stem(variant: str, in_channels: int, out_channels: int) -> nn.Conv2d:
+    """ResNet-18's first conv.
 
     "cifar": 3x3 stride 1 (keeps 32x32 resolution, the usual CIFAR choice).
     "authors": 7x7 stride 2 padding 3, as the authors' ResNet-18 (they drop the ImageNet max-pool
     but keep the stride-2 conv, so every feature map is half the CIFAR-stem size).
     """
-    if stem == "cifar":
+    if variant == "cifar":
         return nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=False)
-    if stem == "authors":
+    if variant == "authors":
         return nn.Conv2d(in_channels, out_channels, kernel_size=7, stride=2, padding=3, bias=False)
-    raise ValueError(f"unknown stem {stem!r}")  # build_model validates user input before this
+    raise ValueError(f"unknown variant {variant!r}")  # build_model validates user input before this
 
 
 class BasicBlock(nn.Module):
@@ -53,9 +53,9 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """x [B, in_channels, H, W] -> features [B, 8 * width] (global average pool of the last stage)."""
 
-    def __init__(self, width: int = 64, stem: str = "cifar", bn: str = "batch", in_channels: int = 3):
+    def __init__(self, width: int = 64, variant: str = "cifar", bn: str = "batch", in_channels: int = 3):
         super().__init__()
-        self.conv1 = make_stem(stem, in_channels, width)
+        self.conv1 = make_stem(variant, in_channels, width)
         self.bn1 = make_norm(bn, width)
         stages: list[nn.Module] = []
         channels = width

@@ -7,6 +7,8 @@ gives [B, 512 * width / 64] (at 32x32 inputs the map is already 1x1, so this is 
 hidden fully-connected layer of the same width, ReLU and BatchNorm, as the SNIP "VGG-like" that the
 authors' code uses (Linear-ReLU-BN in their order, BN standing in for dropout). Without biases, like
 every layer here: a bias would be trained by every task and break the frozen subnetworks.
+Both variants are this network: the authors' VGG-like, too, starts with a 3x3 stride-1 conv (their
+convs and linear layers have biases, trained by every task: cldst leaves them out).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import torch
 from torch import nn
 
 from cldst.models.norm import make_norm
-from cldst.models.resnet import make_stem
 
 VGG_LIKE: tuple[int | str, ...] = (
     64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
@@ -30,22 +31,18 @@ def scale_channels(channels: int, width: int) -> int:
 class VGG(nn.Module):
     """x [B, in_channels, H, W] -> features [B, scale_channels(512, width)]."""
 
-    def __init__(self, width: int = 64, stem: str = "cifar", bn: str = "batch", in_channels: int = 3):
+    def __init__(self, width: int = 64, variant: str = "cifar", bn: str = "batch", in_channels: int = 3):
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
         for item in VGG_LIKE:
             if item == "M":
-                # ceil_mode: a 1x1 map stays 1x1 (inputs under 32 px, or the authors' stride-2 stem);
-                # on even sizes it is identical to the usual floor mode.
+                # ceil_mode: a 1x1 map stays 1x1 (inputs under 32 px); on even sizes it is identical
+                # to the usual floor mode (the authors').
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
                 continue
             out_channels = scale_channels(int(item), width)
-            conv = (
-                make_stem(stem, channels, out_channels)
-                if not layers
-                else nn.Conv2d(channels, out_channels, 3, padding=1, bias=False)
-            )
+            conv = nn.Conv2d(channels, out_channels, 3, padding=1, bias=False)
             layers += [conv, make_norm(bn, out_channels), nn.ReLU(inplace=True)]
             channels = out_channels
         self.layers = nn.Sequential(*layers)

@@ -28,10 +28,22 @@ from cldst.sparse.criteria import (
 )
 from cldst.sparse.density import INITS, density_table, layer_counts, layer_densities
 from cldst.sparse.schedule import GrowthSchedule, drop_fraction, is_update_step
-from cldst.sparse.state import FROZEN_GRADS, NEW_WEIGHTS, ContinualSparsity, load_masks, save_masks
+from cldst.sparse.state import (
+    DROP_COUNTS,
+    FROZEN_GRADS,
+    NEW_WEIGHTS,
+    REUSES,
+    SCORE_FILLS,
+    ContinualSparsity,
+    load_masks,
+    save_masks,
+)
 
 __all__ = [
     "DROP",
+    "DROP_COUNTS",
+    "REUSES",
+    "SCORE_FILLS",
     "FROZEN_GRADS",
     "GROWTH",
     "INITS",

@@ -1,7 +1,8 @@
 """Drop and growth criteria: small pure functions on one layer, kept in registries by name.
 
-    DropFn(n, active, weight) -> BoolTensor          exactly n True, a subset of `active`
+    DropFn(n, active, weight) -> BoolTensor          n True (or more, for ties: magnitude_threshold), a subset of `active`
     GrowthFn(n, candidates, ctx) -> BoolTensor       exactly n True, a subset of `candidates`
+                                                     (at most n with ctx.fill == "authors")
 
 All masks have the layer's shape and live on its device. Counts are always exact: a criterion that
 cannot rank enough positions fills the rest uniformly at random (the authors' code instead re-picked
@@ -40,6 +41,7 @@ class GrowthContext:
     generator: torch.Generator  # the only source of randomness (random draws happen on its device)
     eps: float = 1e-8  # Adam's eps, in the momentum score m / (sqrt(v) + eps)
     frozen: Tensor | None = None  # bool: positions trained by finished tasks (for custom criteria)
+    fill: str = "random"  # score shortfall: "random" fill (exact counts) | "authors" (see top_scores_then_random)
 
 
 DropFn = Callable[[int, Tensor, Tensor], Tensor]
@@ -100,10 +102,23 @@ def preferred_then_random(n: int, preferred: Tensor, candidates: Tensor, generat
     return preferred | random_n(n - n_preferred, candidates & ~preferred, generator)
 
 
-def top_scores_then_random(n: int, candidates: Tensor, score: Tensor | None, generator: torch.Generator) -> Tensor:
+def top_scores_then_random(n: int, candidates: Tensor, score: Tensor | None, generator: torch.Generator,
+                           fill: str = "random") -> Tensor:
     """The n candidates with the largest non-negative `score`; when fewer than n have a non-zero
-    score, all of those plus a uniform fill from the zero-score candidates. `score=None` means all 0."""
+    score, all of those plus a uniform fill from the zero-score candidates. `score=None` means all 0.
+
+    fill="authors" reproduces the authors' code instead: the first n positions of a full descending
+    sort of score * candidates over the whole layer. Past the non-zero scores the sort reaches zeros,
+    non-candidates (active positions) among them, in torch.sort's order for ties: those picks grow
+    nothing, so fewer than n positions grow and the layer's density falls (e.g. the shared head's
+    rows of other tasks, which get no gradient, lose what is dropped from them)."""
     _check_available(n, candidates, "candidates")
+    if fill == "authors":
+        keyed = torch.where(candidates, score.abs(), 0.0) if score is not None else torch.zeros(candidates.shape, device=candidates.device)
+        order = torch.sort(keyed.flatten(), descending=True).indices[:n]
+        picked = torch.zeros(candidates.numel(), dtype=torch.bool, device=candidates.device)
+        picked[order] = True
+        return picked.view_as(candidates) & candidates
     if score is None:
         return random_n(n, candidates, generator)
     scored = candidates & (score != 0) & ~score.isnan()
@@ -161,6 +176,19 @@ def magnitude_drop(n: int, active: Tensor, weight: Tensor) -> Tensor:
     return top_n(weight.abs(), active, n, largest=False)
 
 
+@register_drop("magnitude_threshold")
+def magnitude_threshold_drop(n: int, active: Tensor, weight: Tensor) -> Tensor:
+    """Every active position with |weight| at or below the n-th smallest active |weight| (the authors'
+    code: it keeps |w| > threshold): n or more, as all ties at the cut go. Ties are common at 0:
+    weights grown at 0 that never get a gradient (taps that only ever see padding, on small maps),
+    or frozen positions that read 0 (reuse="authors"); this drops all of them at once."""
+    if n == 0:
+        return torch.zeros_like(active)
+    magnitude = weight.detach().abs()
+    cut = magnitude[top_n(magnitude, active, n, largest=False)].max()
+    return active & (magnitude <= cut)
+
+
 # ---------------------------------------------------------------------- growth
 @register_growth("random")
 def random_growth(n: int, candidates: Tensor, ctx: GrowthContext) -> Tensor:
@@ -179,7 +207,7 @@ def unfired_growth(n: int, candidates: Tensor, ctx: GrowthContext) -> Tensor:
 def gradient_growth(n: int, candidates: Tensor, ctx: GrowthContext) -> Tensor:
     """Largest |dense gradient| (RigL)."""
     score = None if ctx.grad is None else ctx.grad.abs()
-    return top_scores_then_random(n, candidates, score, ctx.generator)
+    return top_scores_then_random(n, candidates, score, ctx.generator, ctx.fill)
 
 
 @register_growth("momentum")
@@ -190,4 +218,4 @@ def momentum_growth(n: int, candidates: Tensor, ctx: GrowthContext) -> Tensor:
     if ctx.exp_avg is None or ctx.exp_avg_sq is None:
         return gradient_growth(n, candidates, ctx)
     score = (ctx.exp_avg / (ctx.exp_avg_sq.sqrt() + ctx.eps)).abs()
-    return top_scores_then_random(n, candidates, score, ctx.generator)
+    return top_scores_then_random(n, candidates, score, ctx.generator, ctx.fill)

@@ -2,8 +2,10 @@
 
 Within a task (steps counted from 1 after each optimizer step):
     update at step s      iff  s % update_frequency == 0  and  0 < s < T_end,  T_end = t_end * total_steps
-    drop fraction f(s)    =    minimum + (alpha - minimum) / 2 * (1 + cos(pi * s / T_end))   (0 from T_end on)
-The paper's formula has minimum = 0; the authors' code uses a floor (eta_min) of 0.005.
+                          (at_end=True: also at s == T_end, as the authors' code does at a task's last step)
+    drop fraction f(s)    =    minimum + (alpha - minimum) / 2 * (1 + cos(pi * s / T_end))   for s <= T_end, else 0
+The paper's formula has minimum = 0; the authors' code uses a floor (eta_min) of 0.005. An update at
+s == T_end drops the floor's share: weights grown there are never trained (they start at 0).
 
 Across tasks, a `GrowthSchedule` picks the growth criterion of each task from one spec string:
     "random"                      one criterion for every task
@@ -30,14 +32,16 @@ FORMS = "a criterion ('random'), per-task stages ('0:random,5:gradient') or a ca
 def drop_fraction(step: int, total_steps: int, *, alpha: float = 0.5, t_end: float = 1.0, minimum: float = 0.0) -> float:
     """Fraction of each layer's active weights dropped (and regrown) at `step`: cosine from alpha to minimum."""
     horizon = t_end * total_steps
-    if step >= horizon:
+    if step > horizon:
         return 0.0
     return minimum + (alpha - minimum) / 2 * (1 + math.cos(math.pi * step / horizon))
 
 
-def is_update_step(step: int, update_frequency: int, total_steps: int, t_end: float = 1.0) -> bool:
-    """True at the steps where the topology is updated (never at step 0 nor from T_end on)."""
-    return step % update_frequency == 0 and 0 < step < t_end * total_steps
+def is_update_step(step: int, update_frequency: int, total_steps: int, t_end: float = 1.0, at_end: bool = False) -> bool:
+    """True at the steps where the topology is updated: never at step 0, nor after T_end, nor at T_end
+    itself unless `at_end`."""
+    horizon = t_end * total_steps
+    return step % update_frequency == 0 and 0 < step and (step < horizon or (at_end and step == horizon))
 
 
 _STAGE = re.compile(r"(\d+):(\w+)")  # "5:gradient"

@@ -10,8 +10,26 @@ Representation (what keeps the hot path a plain dense step). For every maskable 
     frozen         bool, positions trained by a finished task (the union of the finished masks).
     mask           bool, the current task's mask (exactly k_l ones); after `end_task` the last mask.
     fired          bool, positions active at any time during the current task.
-    _train_mask    float (mask & ~frozen) and _frozen_part float (values where mask & frozen, else +0.0),
-                   refreshed only when a mask changes; `after_step` is two foreach ops with them.
+    zeroed         bool, frozen positions in the mask that read 0 while the task trains (reuse="authors"
+                   only: a frozen position grown back during the task); empty otherwise.
+    _train_mask    float (mask & ~frozen) and _frozen_part float (values where mask & frozen & ~zeroed,
+                   else +0.0), refreshed only when a mask changes; `after_step` is two foreach ops with them.
+
+How a task reuses frozen weights during topology updates (`reuse`). Every rule lets a task read
+frozen weights in its forward pass and train only free ones (paper, Fig. 1); they differ in how the
+drop and the growth treat frozen positions:
+    separate   the mask's frozen and free positions are dropped and regrown each within their own
+               count, fixed when the task's mask is drawn: magnitude drop never trades the task's fresh
+               free weights (grown at 0) for large frozen values, so the trainable share of the mask
+               cannot shrink. A grown frozen position is reused at its frozen value. (default)
+    static     only the free positions are dropped and regrown; the frozen positions of the initial
+               draw stay, at their values, for the whole task.
+    value      one drop and one growth over the whole mask, a grown frozen position reused at its
+               value: magnitude drop prefers large frozen values to fresh free weights, so the mask
+               ratchets into frozen positions and little of it stays trainable (kept to measure it).
+    authors    as `value`, but a frozen position grown back during the task reads 0 (and cannot train)
+               until it is dropped again, while the stored mask keeps it, so evaluation sees its frozen
+               value: the evaluated subnetwork is not the trained one (the authors' code).
 
 A training step is: forward, backward, `prepare_grads()`, `optimizer.step()`, `after_step()`,
 `maybe_update(step, optimizer)`. `after_step` computes param * train_mask + frozen_part, which undoes
@@ -45,8 +63,11 @@ log = logging.getLogger(__name__)
 
 FROZEN_GRADS = ("zero", "keep")
 NEW_WEIGHTS = ("random", "zero")
+REUSES = ("separate", "static", "value", "authors")  # see the module docstring
+DROP_COUNTS = ("round", "ceil")  # n = round(f * k) | ceil(f * active) (authors)
+SCORE_FILLS = ("random", "authors")  # see criteria.top_scores_then_random
 MASKS_FORMAT = "cldst-masks-v1"
-STATE_FORMAT = "cldst-sparsity-v1"
+STATE_FORMAT = "cldst-sparsity-v2"
 
 Masks = dict[str, Tensor]  # layer name -> bool tensor of the layer's shape
 
@@ -70,6 +91,13 @@ class ContinualSparsity:
         from task 1 on (the authors' code). Grown free weights always start at 0 (RigL).
     reset_grown_moments: zero the optimizer's per-weight state (Adam moments) at newly grown positions.
     seed: with the task index, seeds every random draw (initial masks, random growth).
+    reuse: how topology updates treat frozen positions (module docstring).
+    drop_count: "round" drops round(f * k) of a layer's (or part's) k active positions per update,
+        "ceil" drops ceil(f * k) (the authors' code).
+    score_fill: when fewer candidates have a non-zero growth score than are to be grown, "random"
+        fills from the zero-score candidates uniformly (exact counts), "authors" takes the top of a
+        full sort of the masked scores, re-picking active positions: fewer grow and the density leaks.
+    update_at_end: also update at the task's last step when it is a multiple of update_frequency.
     """
 
     def __init__(
@@ -88,8 +116,16 @@ class ContinualSparsity:
         new_weights: str = "random",
         seed: int = 0,
         reset_grown_moments: bool = False,
+        reuse: str = "separate",
+        drop_count: str = "round",
+        score_fill: str = "random",
+        update_at_end: bool = False,
     ) -> None:
         _check_options(update_frequency, alpha, t_end, drop_min, frozen_grad, new_weights)
+        for field, value, allowed in (("reuse", reuse, REUSES), ("drop_count", drop_count, DROP_COUNTS),
+                                      ("score_fill", score_fill, SCORE_FILLS)):
+            if value not in allowed:
+                raise ConfigError(f"{field}={value!r} is not one of: {', '.join(allowed)}")
         self.params: dict[str, nn.Parameter] = _check_params(params)
         shapes = {name: tuple(p.shape) for name, p in self.params.items()}
         self.init = normalize_init(init)
@@ -102,6 +138,8 @@ class ContinualSparsity:
         self.update_frequency, self.alpha, self.t_end, self.drop_min = update_frequency, alpha, t_end, drop_min
         self.frozen_grad, self.new_weights, self.seed = frozen_grad, new_weights, seed
         self.reset_grown_moments = reset_grown_moments
+        self.reuse, self.drop_count, self.score_fill = reuse, drop_count, score_fill
+        self.update_at_end = bool(update_at_end)
         empty = [name for name, k in self.counts.items() if k == 0]
         if empty:
             log.warning("density %g (%s) leaves no weight in layers %s", density, self.init, ", ".join(empty))
@@ -111,6 +149,11 @@ class ContinualSparsity:
         self.frozen: Masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in self.params.items()}
         self.mask: Masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in self.params.items()}
         self.fired: Masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in self.params.items()}
+        self.zeroed: Masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in self.params.items()}
+        # Host-side active counts of the current mask per layer and part ([all] or [free, frozen]):
+        # the drop counts need no device sync; exact growth keeps them, a leaky fill lowers them.
+        self.active: dict[str, list[int]] = {}
+        self.part_sizes: dict[str, list[int]] = {}  # positions in each part (constant within a task)
         self.masks: list[Masks] = []  # finished tasks' masks; never modified again
         self.reused: list[dict[str, int]] = []  # per finished task: positions of its mask frozen before it
         self.task: int | None = None  # the current task, or the last one begun
@@ -125,7 +168,8 @@ class ContinualSparsity:
         """Rebuild the float masks of one layer after its mask or frozen set changed."""
         p, mask, frozen = self.params[name], self.mask[name], self.frozen[name]
         self._train_mask[name] = torch.empty_like(p).copy_(mask & ~frozen)  # same strides as p: fast foreach
-        self._frozen_part[name] = torch.empty_like(p).copy_(torch.where(mask & frozen, self.values[name], 0.0))
+        shown = mask & frozen & ~self.zeroed[name]
+        self._frozen_part[name] = torch.empty_like(p).copy_(torch.where(shown, self.values[name], 0.0))
         self._not_frozen[name] = torch.empty_like(p).copy_(~frozen)
 
     def _refresh_all(self) -> None:
@@ -178,8 +222,10 @@ class ContinualSparsity:
                 keep = mask & self.frozen[name] if start_free_at_zero else mask
                 p.copy_(torch.where(keep, self.values[name], 0.0))
                 self.mask[name], self.fired[name] = mask, mask.clone()
+                self.zeroed[name] = torch.zeros_like(mask)
                 self._refresh(name)
         self.task, self.in_task, self.total_steps = task, True, total_steps
+        self._count_active()
         self._check_counts(f"begin_task({task})")
         log.debug("task %d begins: growth %s, free fraction %.3f", task, self.current_growth, free)
 
@@ -187,37 +233,58 @@ class ContinualSparsity:
         """The topology update, if `step` (1-based, after the step's optimizer.step) is an update step."""
         if not self.in_task:
             raise RuntimeError("maybe_update() outside a task: call begin_task() first")
-        if not is_update_step(step, self.update_frequency, self.total_steps, self.t_end):
+        if not is_update_step(step, self.update_frequency, self.total_steps, self.t_end, self.update_at_end):
             return None
         fraction = drop_fraction(step, self.total_steps, alpha=self.alpha, t_end=self.t_end, minimum=self.drop_min)
         return {"step": step, **self.update_topology(fraction, optimizer)}
 
     @torch.no_grad()
     def update_topology(self, fraction: float, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
-        """Drop n_l = round(fraction * k_l) active positions of every layer and grow as many.
+        """Drop n active positions of every layer (or of each part: see `reuse`) and grow as many.
 
-        Candidates for growth are all positions inactive after the drop, free or frozen. A position
-        dropped and regrown in the same update never left the mask and keeps its weight (as in RigL);
-        a newly grown free position starts at 0, a newly grown frozen one at its frozen value (reused,
-        still frozen); dropped positions read 0. Returns counts summed over layers."""
+        n = round(fraction * k) (or ceil, `drop_count`) for the k active positions of the layer or
+        part (a drop criterion may take ties at its cut too: then as many grow as it dropped). Candidates for growth are the positions of the layer (part) inactive after the drop. A
+        position dropped and regrown in the same update never left the mask and keeps its weight (as
+        in RigL); a newly grown free position starts at 0, a newly grown frozen one at its frozen value
+        (reused, still frozen; reuse="authors": at 0); dropped positions read 0. Returns counts summed
+        over layers and the trainable share of the mask after the update."""
         if not self.in_task:
             raise RuntimeError("update_topology() outside a task: call begin_task() first")
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction={fraction} must be in [0, 1]")
         eps_of = _adam_eps(optimizer)
-        dropped_total, tallies, broken = 0, [], {}
+        leaky = self.score_fill == "authors"
+        dropped_total, tallies, broken = 0, [], []
         for name, p in self.params.items():
-            k, mask, frozen = self.counts[name], self.mask[name], self.frozen[name]
-            n = round(fraction * k)
-            if n == 0 or k == p.numel():  # a dense layer would regrow exactly what it dropped
+            mask, frozen = self.mask[name], self.frozen[name]
+            kept, dropped_all, plans = mask, torch.zeros_like(mask), []
+            for (part, updated), active, size in zip(self._parts(name), self.active[name], self.part_sizes[name]):
+                n = self._drop_n(fraction, active) if updated else 0
+                if n == 0 or (active == size and not leaky):
+                    continue  # a full layer (part) would regrow exactly what it dropped
+                in_part = mask if part is None else mask & part
+                dropped = self.drop_fn(n, in_part, p)  # by the effective magnitude
+                count = int(dropped.sum())  # n, or more for a criterion that drops ties together
+                broken.append(torch.tensor(count < n) | (dropped & ~in_part).any())
+                kept, dropped_all = kept & ~dropped, dropped_all | dropped
+                plans.append((part, count))
+            if not plans:
                 continue
-            dropped = self.drop_fn(n, mask, p)  # by the effective magnitude
-            kept = mask & ~dropped
-            grown = self._grow_fn(n, ~kept, self._context(name, p, optimizer, eps_of))
-            broken[name] = (dropped & ~mask).any() | (grown & kept).any() | (dropped.sum() != n) | (grown.sum() != n)
+            ctx = self._context(name, p, optimizer, eps_of)
+            grown = torch.zeros_like(mask)
+            for part, n in plans:
+                candidates = ~kept if part is None else part & ~kept
+                picked = self._grow_fn(n, candidates, ctx)
+                count = picked.sum()
+                broken.append((picked & ~candidates).any() | ((count > n) if leaky else (count != n)))
+                grown |= picked
+                dropped_total += n
             added = grown & ~mask  # newly active; grown & dropped positions simply stay
             p.masked_fill_(added & ~frozen, 0.0)  # grown free weights start at 0
-            self.mask[name] = kept | grown
+            new_mask = kept | grown
+            if self.reuse == "authors":  # a frozen position grown back reads 0 until dropped again
+                self.zeroed[name] = (self.zeroed[name] & new_mask) | (added & frozen)
+            self.mask[name] = new_mask
             self.fired[name] |= grown
             self._refresh(name)
             p.mul_(self._train_mask[name]).add_(self._frozen_part[name])  # removed -> 0, added frozen -> value
@@ -225,17 +292,48 @@ class ContinualSparsity:
                 for value in optimizer.state.get(p, {}).values():
                     if torch.is_tensor(value) and value.shape == p.shape:
                         value.masked_fill_(added, 0.0)
-            dropped_total += n
-            tallies.append(torch.stack([(grown & dropped).sum(), (added & frozen).sum()]))
-        if broken and bool(torch.stack(list(broken.values())).any()):
-            bad = [name for name, flag in broken.items() if flag]
+            tallies.append(torch.stack([grown.sum(), (grown & dropped_all).sum(), (added & frozen).sum()]))
+        if broken and bool(torch.stack(broken).any()):
             raise RuntimeError(
                 f"drop {self.drop!r} / growth {self.current_growth!r} broke their contract "
-                f"(exactly n positions, drop within the mask, growth outside it) in layers {bad}"
+                "(drop n or more active positions, grow as many among the candidates)"
             )
+        if leaky:
+            self._count_active()  # fewer may have grown than were dropped
         self._check_counts("update_topology")
-        regrown, grown_frozen = torch.stack(tallies).sum(0).tolist() if tallies else (0, 0)
-        return {"drop_fraction": fraction, "dropped": dropped_total, "regrown": regrown, "grown_frozen": grown_frozen}
+        grown, regrown, grown_frozen = torch.stack(tallies).sum(0).tolist() if tallies else (0, 0, 0)
+        return {"drop_fraction": fraction, "dropped": dropped_total, "grown": grown, "regrown": regrown,
+                "grown_frozen": grown_frozen, "trainable_share": self.trainable_share()}
+
+    def _parts(self, name: str) -> list[tuple[Tensor | None, bool]]:
+        """(positions or None for the whole layer, whether updates change it): the parts of a layer
+        whose active counts topology updates keep."""
+        if self.reuse in ("value", "authors"):
+            return [(None, True)]
+        frozen = self.frozen[name]
+        return [(~frozen, True), (frozen, self.reuse == "separate")]
+
+    def _drop_n(self, fraction: float, active: int) -> int:
+        if self.drop_count == "ceil":
+            return min(active, math.ceil(fraction * active))
+        return round(fraction * active)
+
+    def _count_active(self) -> None:
+        """Recount the active positions and the sizes of every layer's parts (one device sync)."""
+        parts = {name: self._parts(name) for name in self.params}
+        sums = [torch.stack([self.mask[name].sum(), torch.tensor(self.mask[name].numel())]) if part is None
+                else torch.stack([(self.mask[name] & part).sum(), part.sum()])
+                for name in self.params for part, _ in parts[name]]
+        flat = iter(torch.stack(sums).tolist())
+        counted = {name: [next(flat) for _ in parts[name]] for name in self.params}
+        self.active = {name: [active for active, _ in pairs] for name, pairs in counted.items()}
+        self.part_sizes = {name: [size for _, size in pairs] for name, pairs in counted.items()}
+
+    def trainable_share(self) -> float:
+        """Share of the current mask's positions that the task trains (free ones), over all layers."""
+        trainable = torch.stack([(m & ~f).sum() for m, f in zip(self.mask.values(), self.frozen.values())]).sum()
+        total = sum(sum(counts) for counts in self.active.values())
+        return float(trainable) / total if total else math.nan
 
     def _context(self, name: str, p: Tensor, optimizer: torch.optim.Optimizer | None, eps_of: dict) -> GrowthContext:
         state = optimizer.state.get(p, {}) if optimizer is not None else {}
@@ -248,7 +346,7 @@ class ContinualSparsity:
             exp_avg = None if exp_avg is None else exp_avg * keep
         return GrowthContext(
             weight=p.detach(), grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, fired=self.fired[name],
-            generator=self.generator, eps=eps_of.get(id(p), 1e-8), frozen=self.frozen[name],
+            generator=self.generator, eps=eps_of.get(id(p), 1e-8), frozen=self.frozen[name], fill=self.score_fill,
         )
 
     @torch.no_grad()
@@ -263,6 +361,8 @@ class ContinualSparsity:
             self.values[name].copy_(torch.where(mask & ~frozen, p, self.values[name]))
             reused[name] = (mask & frozen).sum()
             self.frozen[name] = frozen | mask
+            self.zeroed[name] = torch.zeros_like(mask)
+            p.copy_(torch.where(mask, self.values[name], 0.0))  # the stored subnetwork (reuse="authors": frozen values back)
             self._refresh(name)  # nothing is trainable any more; after_step keeps this task's weights
         self.masks.append({name: mask.clone() for name, mask in self.mask.items()})
         self.reused.append(dict(zip(reused, torch.stack(list(reused.values())).tolist())))
@@ -305,10 +405,14 @@ class ContinualSparsity:
         self._check_counts("check_invariants")
         for name, p in self.params.items():
             mask, frozen = self.mask[name], self.frozen[name]
+            zeroed = self.zeroed[name]
             if (p[~mask] != 0).any():
                 raise AssertionError(f"{name}: non-zero weight outside the mask")
-            if not torch.equal(p[mask & frozen], self.values[name][mask & frozen]):
+            shown = mask & frozen & ~zeroed
+            if not torch.equal(p[shown], self.values[name][shown]):
                 raise AssertionError(f"{name}: a frozen weight in the mask differs from its frozen value")
+            if (zeroed & ~(mask & frozen)).any() or (p[zeroed] != 0).any():
+                raise AssertionError(f"{name}: a zeroed position is not a frozen one of the mask reading 0")
             union = torch.zeros_like(frozen)
             for finished in self.masks:
                 union |= finished[name]
@@ -316,13 +420,19 @@ class ContinualSparsity:
                 raise AssertionError(f"{name}: frozen is not the union of the finished masks")
             if self.in_task and (mask & ~self.fired[name]).any():
                 raise AssertionError(f"{name}: an active position is not marked fired")
+            if self.in_task:
+                counts = [int(mask.sum()) if part is None else int((mask & part).sum()) for part, _ in self._parts(name)]
+                if counts != self.active[name]:
+                    raise AssertionError(f"{name}: active counts per part {counts} != tracked {self.active[name]}")
 
     def _check_counts(self, where: str) -> None:
         """Exact per-layer counts of the current mask (one host sync)."""
         if self.task is None:
             return
         sums = torch.stack([mask.sum() for mask in self.mask.values()]).tolist()
-        wrong = {name: (got, self.counts[name]) for name, got in zip(self.mask, sums) if got != self.counts[name]}
+        leaky = self.score_fill == "authors"  # counts may only fall
+        wrong = {name: (got, self.counts[name]) for name, got in zip(self.mask, sums)
+                 if (got > self.counts[name] if leaky else got != self.counts[name])}
         if wrong:
             raise AssertionError(f"{where}: mask counts (got, expected) differ: {wrong}")
 
@@ -331,7 +441,7 @@ class ContinualSparsity:
         device = next(iter(self.params.values())).device
         if self.values[next(iter(self.values))].device == device:
             return
-        for store in (self.values, self.frozen, self.mask, self.fired, *self.masks):
+        for store in (self.values, self.frozen, self.mask, self.fired, self.zeroed, *self.masks):
             for name in store:
                 store[name] = store[name].to(device)
         self._refresh_all()
@@ -357,6 +467,9 @@ class ContinualSparsity:
             "frozen": {name: f.clone() for name, f in self.frozen.items()},
             "mask": {name: m.clone() for name, m in self.mask.items()},
             "fired": {name: f.clone() for name, f in self.fired.items()},
+            "zeroed": {name: z.clone() for name, z in self.zeroed.items()},
+            "active": {name: list(counts) for name, counts in self.active.items()},
+            "part_sizes": {name: list(sizes) for name, sizes in self.part_sizes.items()},
             "masks": [{name: m.clone() for name, m in task.items()} for task in self.masks],
             "reused": [dict(r) for r in self.reused],
             "task": self.task,
@@ -377,7 +490,10 @@ class ContinualSparsity:
         def load(stored: Mapping[str, Tensor]) -> Masks:
             return {name: stored[name].to(device).clone() for name in self.params}
 
-        self.values, self.frozen, self.mask, self.fired = (load(state[key]) for key in ("values", "frozen", "mask", "fired"))
+        self.values, self.frozen, self.mask, self.fired, self.zeroed = (
+            load(state[key]) for key in ("values", "frozen", "mask", "fired", "zeroed"))
+        self.active = {name: list(counts) for name, counts in state["active"].items()}
+        self.part_sizes = {name: list(sizes) for name, sizes in state["part_sizes"].items()}
         self.masks = [load(task) for task in state["masks"]]
         self.reused = [dict(r) for r in state["reused"]]
         self.task, self.in_task = state["task"], state["in_task"]

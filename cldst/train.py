@@ -62,6 +62,7 @@ class RunResult:
     task_seconds: list[float]  # training time per task (excluding evaluation)
     eval_seconds: float
     final_loss: list[float]  # mean training loss of each task's last epoch
+    train_accuracy: list[list[float]]  # per task, per epoch: accuracy on the (augmented) training batches
     updates: list[dict[str, Any]]  # topology-update statistics
     capacity: pd.DataFrame  # task, layer, used_fraction, ... after each task
     trainable_start: list[float]  # share of each task's mask that is free (trainable) when it is drawn
@@ -88,6 +89,7 @@ class RunResult:
             "train_seconds": float(sum(self.task_seconds)),
             "eval_seconds": self.eval_seconds,
             "final_loss": self.final_loss,
+            "train_accuracy": self.train_accuracy,
             "topology_updates": len(self.updates),
             "warnings": self.warnings,
             "device": self.device,
@@ -176,6 +178,7 @@ class Trainer:
             task_tensors(self.data, self.split, t, self.device) for t in range(cfg.num_tasks)
         ]
         self.updates: list[dict[str, Any]] = []  # topology-update statistics, filled by train_task
+        self.train_accuracy: list[list[float]] = []  # per task, per epoch (percent), filled by train_task
         # One CPU generator drives shuffling and augmentation: same seed, same batches.
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.autocast = (
@@ -216,16 +219,20 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def train_task(self, t: int, epochs_bar: Iterator | None = None) -> tuple[float, float]:
         cfg, data, net, sparsity = self.cfg, self.tasks[t], self.net, self.sparsity
-        optimizer = torch.optim.Adam(net.task_parameters(t), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused: one kernel for all of Adam's updates (4.5x faster than the per-tensor loop torch picks on
+        # CPU for a width-16 ResNet-18); the arithmetic is Adam's, rounded in another order
+        optimizer = torch.optim.Adam(net.task_parameters(t), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     fused=self.device.type in ("cpu", "cuda"))
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(cfg.epochs), gamma=0.1)
         net.train()
         step, start = 0, time.perf_counter()
         epoch_loss = torch.zeros((), device=self.device)
-        # checkpoint="best_train" (authors): keep the weights and mask of the epoch with the best training
-        # accuracy, counted over all logits with eval_logits="all" (on device: one sync per epoch)
-        best_train = cfg.checkpoint == "best_train"
+        # Training accuracy per epoch (over all logits with eval_logits="all", as the authors count it;
+        # on device: one sync per epoch). checkpoint="best_train" (authors) keeps the weights and mask
+        # of the epoch where it was best.
+        all_logits = cfg.eval_logits == "all"
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        best, snapshot, offset = -1.0, None, t * self.split.classes_per_task
+        best, snapshot, offset, accuracies = -1.0, None, t * self.split.classes_per_task, []
         for epoch in range(cfg.epochs):
             epoch_loss.zero_()
             correct.zero_()
@@ -235,7 +242,7 @@ class Trainer:
                 generator=self.generator, channels_last=cfg.channels_last,
             ):
                 with self.autocast:
-                    if best_train:  # the task's logits are a slice of all of them (bitwise as net(x, t))
+                    if all_logits:  # the task's logits are a slice of all of them (bitwise as net(x, t))
                         logits_all = net.all_logits(x, t)
                         logits = logits_all[:, offset : offset + self.split.classes_per_task]
                     else:
@@ -252,22 +259,21 @@ class Trainer:
                     self.updates.append({"task": t, **stats})
                 epoch_loss += loss.detach()
                 batches += 1
-                if best_train:
-                    pred = logits_all.argmax(1) - offset if cfg.eval_logits == "all" else logits.argmax(1)
-                    correct += (pred == y).sum()
-                    seen += len(y)
+                pred = logits_all.detach().argmax(1) - offset if all_logits else logits.detach().argmax(1)
+                correct += (pred == y).sum()
+                seen += len(y)
             scheduler.step()
-            if best_train:
-                accuracy = correct.item() / seen
-                if accuracy > best:  # strictly better, as the authors' code
-                    best = accuracy
-                    snapshot = (copy.deepcopy(net.state_dict()), sparsity.state_dict()) if epoch < cfg.epochs - 1 else None
+            accuracies.append(100.0 * correct.item() / seen)
+            if cfg.checkpoint == "best_train" and accuracies[-1] > best:  # strictly better, as the authors'
+                best = accuracies[-1]
+                snapshot = (copy.deepcopy(net.state_dict()), sparsity.state_dict()) if epoch < cfg.epochs - 1 else None
             if epochs_bar is not None:
                 epochs_bar.update(1)
         if snapshot is not None:  # an earlier epoch was best: back to its weights and mask
             net.load_state_dict(snapshot[0])
             sparsity.load_state_dict(snapshot[1])
         self.recalibrate_norms(t)
+        self.train_accuracy.append(accuracies)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start, (epoch_loss / max(batches, 1)).item()
@@ -322,7 +328,7 @@ class Trainer:
         A = np.full((T, T), np.nan)
         pre, baseline = np.full(T, np.nan), np.full(T, np.nan)
         task_seconds, losses, growths, trainable_start, trainable_end = [], [], [], [], []
-        self.updates = []  # a fresh list: an earlier RunResult keeps its own
+        self.updates, self.train_accuracy = [], []  # fresh lists: an earlier RunResult keeps its own
         eval_time = 0.0
         tasks_bar = tqdm(range(T), desc="tasks", disable=not cfg.progress, leave=True)
         epochs_bar = tqdm(total=T * cfg.epochs, desc="epochs", disable=not cfg.progress, leave=False)
@@ -363,6 +369,7 @@ class Trainer:
             task_seconds=task_seconds,
             eval_seconds=eval_time,
             final_loss=losses,
+            train_accuracy=self.train_accuracy,
             updates=self.updates,
             capacity=capacity_over_tasks(self.sparsity.masks),
             trainable_start=trainable_start,

@@ -129,3 +129,59 @@ def test_compile_matches_eager_and_compiles_the_same_graphs_for_any_number_of_ta
     np.testing.assert_allclose(compiled.final_loss, eager.final_loss, rtol=1e-4)
     assert np.nanmax(np.abs(compiled.acc_matrix - eager.acc_matrix)) <= 1.0  # at most one test image of 100
     torch._dynamo.reset()
+
+
+def test_steps_per_task_equal_the_batches_the_iterator_yields():
+    # 25 classes x 9 images = 225 = 14 * 16 + 1: the lone last image joins the 14th batch, so an epoch
+    # is 14 steps (ceil(225 / 16) = 15 would put the schedule's horizon one step per epoch too late)
+    trainer = Trainer(Config(**{**TINY, "train_per_class": 9}))
+    batches = sum(1 for _ in trainer_batches(trainer, 0)) * trainer.cfg.epochs
+    assert trainer.steps_per_task(0) == batches == 3 * 14
+
+
+def trainer_batches(trainer: Trainer, t: int):
+    from cldst.data import train_batches
+
+    data = trainer.tasks[t]
+    return train_batches(data.train_x, data.train_y, trainer.cfg.batch_size, mean=trainer.data.mean,
+                         std=trainer.data.std, generator=torch.Generator().manual_seed(0))
+
+
+def test_eval_batch_size_is_its_own_field():
+    trainer = Trainer(Config(**{**TINY, "test_per_class": 5, "eval_batch_size": 0}))  # 125 test images per task
+    seen = []
+    trainer.net.backbone.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    trainer.accuracy(0, trainer.tasks[0])
+    assert seen == [16] * 7 + [13]  # 0: the training batch size
+    seen.clear()
+    trainer.cfg.eval_batch_size = 50
+    trainer.accuracy(0, trainer.tasks[0])
+    assert seen == [50, 50, 25]
+
+
+def test_checkpoint_best_train_keeps_the_epoch_with_the_best_training_accuracy(monkeypatch):
+    # at lr 0.1 training accuracy peaks before the last epoch (checked below, so the test
+    # cannot pass vacuously). The weights and mask of every epoch's end are recorded in passing.
+    cfg = Config(**{**TINY, "num_tasks": 2, "epochs": 5, "lr": 0.1, "checkpoint": "best_train"})
+    kept = []
+    step = torch.optim.lr_scheduler.MultiStepLR.step
+
+    def record_then_step(scheduler, *args, **kwargs):
+        kept.append(({k: v.clone() for k, v in trainer.net.state_dict().items()},
+                     {k: m.clone() for k, m in trainer.sparsity.mask.items()}))
+        return step(scheduler, *args, **kwargs)
+
+    trainer = Trainer(cfg)
+    monkeypatch.setattr(torch.optim.lr_scheduler.MultiStepLR, "step", record_then_step)
+    trainer.sparsity.begin_task(0, trainer.steps_per_task(0))
+    trainer.train_task(0)
+    accuracy = trainer.train_accuracy[0]
+    best = int(np.argmax(accuracy))  # the first of equal maxima, as strict ">" keeps it
+    assert len(accuracy) == 5 and best < 4, accuracy
+    kept = kept[1:]  # MultiStepLR steps once when it is made: then once per epoch
+    weights, mask = kept[best]
+    assert all(torch.equal(v, weights[k]) for k, v in trainer.net.state_dict().items())
+    assert all(torch.equal(m, mask[k]) for k, m in trainer.sparsity.mask.items())
+    assert not all(torch.equal(m, kept[-1][1][k]) for k, m in trainer.sparsity.mask.items())  # not the last
+    trainer.sparsity.end_task()
+    trainer.sparsity.check_invariants()

@@ -182,10 +182,11 @@ def magnitude_threshold_drop(n: int, active: Tensor, weight: Tensor) -> Tensor:
     code: it keeps |w| > threshold): n or more, as all ties at the cut go. Ties are common at 0:
     weights grown at 0 that never get a gradient (taps that only ever see padding, on small maps),
     or frozen positions that read 0 (reuse="authors"); this drops all of them at once."""
+    _check_available(n, active, "active positions")
     if n == 0:
         return torch.zeros_like(active)
     magnitude = weight.detach().abs()
-    cut = magnitude[top_n(magnitude, active, n, largest=False)].max()
+    cut = magnitude[active].kthvalue(n).values  # the n-th smallest active magnitude (a selection, no sort)
     return active & (magnitude <= cut)
 
 

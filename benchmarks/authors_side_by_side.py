@@ -46,6 +46,20 @@ from cldst.stats import welch  # noqa: E402
 NUM_CLASSES, NUM_TASKS, IMAGE_SIZE, TRAIN_PER_CLASS, TEST_PER_CLASS = 50, 5, 16, 80, 20
 SETTING = {"width": 16, "epochs": 4, "batch_size": 32, "density": 0.2, "update_frequency": 10, "lr": 1e-3}
 SETTINGS = ("uniform/random", "ERK/gradient")
+# --ablations: the preset with one of the authors' behaviours switched back to cldst's default each
+ABLATIONS = {
+    "weight_init=kaiming": {"weight_init": "kaiming"},
+    "reuse=value": {"reuse": "value"},
+    "reuse=static": {"reuse": "static"},
+    "drop=magnitude": {"drop": "magnitude"},
+    "drop_count=round": {"drop_count": "round"},
+    "score_fill=random": {"score_fill": "random"},
+    "update_at_end=false": {"update_at_end": False},
+    "checkpoint=final": {"checkpoint": "final"},
+    "eval_batch_size=32": {"eval_batch_size": 0},
+    "new_weights=random": {"new_weights": "random"},
+    "drop_fraction_min=0": {"drop_fraction_min": 0.0},
+}
 
 
 # ---------------------------------------------------------------------- the shared images
@@ -303,6 +317,40 @@ def report(args) -> str:
     return text
 
 
+def ablation_tag(name: str) -> str:
+    return "-abl-" + name.replace("=", "-")
+
+
+def run_ablations(args) -> None:
+    base = dict(vars(args))
+    for name, overrides in ABLATIONS.items():
+        run_all(argparse.Namespace(**{**base, "sides": ["cldst"], "tag": ablation_tag(name),
+                                      "overrides": json.dumps(overrides)}))
+
+
+def ablation_report(args) -> str:
+    """ACC of the preset with one behaviour switched back, against the authors' code."""
+    out = Path(args.out)
+
+    def accs(side: str, setting: str, tag: str) -> list[float]:
+        return [json.loads(p.read_text())["acc"] for s in args.seeds
+                if (p := result_path(out, side, setting, s, tag)).exists()]
+
+    lines = ["| cldst's preset, except | " + " | ".join(f"ACC {s} (Δ vs authors, Welch p)" for s in args.settings) + " |",
+             "|---|" + "---|" * len(args.settings)]
+    for name in ["(none: the preset)", *ABLATIONS]:
+        tag = args.tag if name.startswith("(") else ablation_tag(name)
+        cells = []
+        for setting in args.settings:
+            a, c = accs("authors", setting, ""), accs("cldst", setting, tag)
+            w = welch(c, a)
+            cells.append(f"{np.mean(c):.1f} ({w.diff:+.1f}, p {w.p:.2f})" if c else "—")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command")
@@ -320,6 +368,8 @@ def main(argv=None) -> None:
     p.add_argument("--tag", default="", help="suffix of cldst's result files (to compare variants)")
     p.add_argument("--overrides", default="", help="JSON of Config fields changed on cldst's side")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--ablations", action="store_true",
+                   help="also run the preset with each of the authors' behaviours switched back, one at a time")
     args = p.parse_args(argv)
     if args.command == "_one":
         one(args)
@@ -331,7 +381,12 @@ def main(argv=None) -> None:
         if "authors" in args.sides and (args.authors is None or not (args.authors / "cifar100.py").is_file()):
             raise SystemExit("--authors must name a clone of muratonuryildirim/CL-with-DST (with cifar100.py)")
         run_all(args)
+        if args.ablations:
+            run_ablations(args)
     report(args)
+    if args.ablations:
+        print()
+        ablation_report(args)
 
 
 if __name__ == "__main__":

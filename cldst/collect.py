@@ -5,7 +5,9 @@ metrics.json, are counted and left out) into two DataFrames:
   runs    one row per run: every Config field, run_id, and the scalar metrics
           (acc, bwt, fwt_authors, fwt_standard, train_seconds, ...)
   curves  one row per run and task: run_id, the identifying fields, task (1-based),
-          incremental_acc (mean accuracy over tasks seen so far), used_fraction (backbone usage)
+          incremental_acc (mean accuracy over tasks seen so far), used_fraction (backbone usage),
+          trainable_share_start / _end (share of the task's mask that it trains, at its draw and after
+          its last topology update)
 `summarize(runs)` averages over seeds: <metric>_mean, <metric>_std (sample std, ddof=1), n.
 """
 
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SCALARS = ("acc", "bwt", "fwt_authors", "fwt_standard", "train_seconds", "eval_seconds", "topology_updates")
 METRIC_NAMES = ("acc", "bwt", "fwt_authors", "fwt_standard")
+CURVE_VALUES = ("used_fraction", "trainable_share_start", "trainable_share_end")  # per-task lists in metrics.json
 # Config fields that name a point of a grid; seed is what summaries average over.
 GROUP_FIELDS = [f for f in Config().identity() if f != "seed"]
 # Curves carry what a figure may separate them by: every field some experiment varies, and more.
@@ -49,11 +52,12 @@ def collect(root: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]
         row = {**config, "run_id": m.get("run_id", run.name), "path": str(run)}
         row.update({k: m.get(k) for k in SCALARS})
         rows.append(row)
-        used = m.get("used_fraction") or []
+        per_task = {key: m.get(key) or [] for key in CURVE_VALUES}
         for t, value in enumerate(m["incremental_acc"]):
             curves.append({
                 "run_id": row["run_id"], **{k: config.get(k) for k in CURVE_FIELDS}, "task": t + 1,
-                "incremental_acc": value, "used_fraction": used[t] if t < len(used) else None,
+                "incremental_acc": value,
+                **{key: values[t] if t < len(values) else None for key, values in per_task.items()},
             })
     runs = pd.DataFrame(rows)
     curves_df = pd.DataFrame(curves)

@@ -77,7 +77,7 @@ class Config:
     t_end: float = 1.0  # topology updates stop after this fraction of a task's batches (authors: 1.0)
     frozen_grad: str = "zero"  # zero: frozen positions get no gradient score (authors) | keep: dense scores
     new_weights: str = "random"  # random: free weights start from their initial values | zero: tasks from 1 on start at 0 (authors)
-    reuse: str = "separate"  # frozen positions in updates: separate | static | value | authors (docs/authors_code.md)
+    reuse: str = "static"  # frozen positions in updates: static | separate | value | authors (docs/authors_code.md)
     drop_count: str = "round"  # weights dropped per update: round(f * k) | ceil(f * k) (authors)
     score_fill: str = "random"  # too few non-zero growth scores: random fill | authors (re-picks active positions: density leaks)
     update_at_end: bool = False  # also update the topology at a task's last step (authors)

@@ -261,21 +261,35 @@ def saturation(capacity: pd.DataFrame, threshold: float = 0.95) -> pd.DataFrame:
 
 
 def plot_capacity_total(curves: pd.DataFrame, title: str = "") -> Figure:
-    """(a) fraction of the backbone used after each task, (b) incremental accuracy; one line per init."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    """(a) fraction of the backbone used after each task, (b) share of each task's mask that it trains,
+    at its draw (dashed) and after its last topology update (solid), (c) incremental accuracy; one
+    colour per init."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
     inits = _ordered(list(INIT_COLORS), curves["sparse_init"])
-    for ax, value, ylabel in ((axes[0], "used_fraction", "backbone used (fraction)"), (axes[1], "incremental_acc", ACC_LABEL)):
-        stats = curve_stats(curves, ["sparse_init"], value)
-        for k, init in enumerate(inits):
-            _draw_line(ax, stats[stats["sparse_init"] == init], INIT_COLORS.get(init, "C0"), f"{init} (all growths)", k)
+    panels = ((axes[0], ["used_fraction"], "backbone used (fraction)"),
+              (axes[1], ["trainable_share_end", "trainable_share_start"], "trainable share of the task's mask"),
+              (axes[2], ["incremental_acc"], ACC_LABEL))
+    for ax, values, ylabel in panels:
+        for value in values:
+            if value not in curves or curves[value].isna().all():
+                continue  # records written before the trainable share was kept
+            stats = curve_stats(curves, ["sparse_init"], value)
+            for k, init in enumerate(inits):
+                suffix = {"trainable_share_end": ", after the last update",
+                          "trainable_share_start": ", at the draw"}.get(value, " (all growths)")
+                style = 1 if value == "trainable_share_start" else k
+                _draw_line(ax, stats[stats["sparse_init"] == init], INIT_COLORS.get(init, "C0"), f"{init}{suffix}", style)
         ax.set(xlabel="task", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+    for ax in axes[:2]:
+        ax.set_ylim(0, 1.05)
     axes[0].axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    axes[0].set_ylim(0, 1.05)
     axes[0].set_title("(a) backbone capacity used")
-    axes[1].set_title("(b) incremental accuracy")
+    axes[1].set_title("(b) what each task can still train")
+    axes[2].set_title("(c) incremental accuracy")
     axes[0].legend()
+    axes[1].legend(fontsize=7)
     _suptitle(fig, title)
     return fig
 

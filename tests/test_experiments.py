@@ -42,7 +42,8 @@ def test_smoke_profile_scales_without_changing_the_grid():
     assert len(smoke) == 24
     assert {c.dataset for c in smoke} == {"synth100"}
     assert {c.experiment for c in smoke} == {"smoke/cifar100-10"}
-    assert {c.update_frequency for c in experiments.configs("update-frequency", "smoke")} == {2, 5, 10, 20}
+    assert {c.update_frequency for c in experiments.configs("update-frequency", "smoke")} == {1, 2, 5, 10}
+    assert {c.update_frequency for c in experiments.configs("cifar100-10", "paper")} == {experiments.UPDATE_FREQUENCY}
 
 
 def test_every_smoke_run_gets_topology_updates():

@@ -1,8 +1,9 @@
 """Where the time of a continual DST run goes, measured in one process on one model and one batch.
 
 Sections (each prints a header line and a `ratio` line; the README explains every number):
-  1. DST step vs dense step     forward + backward + Adam step, with and without prepare_grads +
-                                after_step, on task 1 (task 0 finished, so there are frozen weights)
+  1. DST step vs dense step     forward + backward + Adam step, plain or through sparsity.step (zero
+                                frozen gradients, restore frozen and inactive weights), on task 1 (task 0
+                                finished, so there are frozen weights)
   2. Topology update            one update_topology(0.3) per growth criterion, and amortized over
                                 update_frequency DST steps
   3. Data pipeline vs model     cldst.data.train_batches (augmentation on) vs the DST step, images/s
@@ -193,10 +194,7 @@ class Bench:
             loss = F.cross_entropy(self.forward(self.x, 1), self.y)
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
-        self.sparsity.prepare_grads()
-        self.optimizer.step()
-        self.sparsity.after_step()
-        self.sparsity.maybe_update(1, self.optimizer)  # step 1 is never an update step: the schedule check
+        self.sparsity.step(self.optimizer, 1)  # step 1 is never an update step: the schedule check
         self.last_loss = loss.detach()
 
     @torch.no_grad()

@@ -11,3 +11,25 @@ class ConfigError(CldstError, ValueError):
 
 class DataError(CldstError):
     """A dataset file is missing, corrupt or not what was expected."""
+
+
+def check_choice(field: str, value: object, allowed) -> None:
+    """ConfigError "field='value' is not one of: a, b, c" unless `value` is in `allowed`."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{field}={value!r} is not one of: {', '.join(map(str, allowed))}")
+
+
+def check_positive_int(field: str, value: object) -> None:
+    """ConfigError unless `value` is an int >= 1 (bool is not an int here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{field}={value!r} must be an integer >= 1")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: "Type: last line of its message" (papermill's cell errors by name)."""
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)  # PapermillExecutionError
+    if ename:
+        return f"{ename}: {evalue}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"

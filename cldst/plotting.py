@@ -1,4 +1,4 @@
-"""Shared plot style (one color per growth criterion everywhere) and the per-run sanity plot."""
+"""Shared plot style (one color per growth criterion and per sparse init, everywhere) and the per-run sanity plot."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ GROWTH_COLORS = {
     "momentum": "#d62728",
     "adaptive": "#9467bd",
 }
+
+INIT_COLORS = {"uniform": "#4d4d4d", "ERK": "#e377c2"}
 
 
 def growth_color(name: str) -> str:

@@ -3,8 +3,8 @@
 Per task t (task id known at train and test time):
   1. the sparse engine draws task t's mask (exact per-layer counts, over free and frozen positions);
   2. a fresh Adam (lr 1e-3, x0.1 at 1/2 and 3/4 of the epochs) trains the task's free weights:
-     forward, backward, `prepare_grads` (zero frozen scores if asked), optimizer step, `after_step`
-     (restore frozen values, keep inactive weights at 0), topology update on schedule;
+     forward, backward, `sparsity.step(optimizer, step)` (zero frozen scores if asked, optimizer step,
+     restore frozen values and keep inactive weights at 0, topology update on schedule);
   3. the mask is stored and its free weights become frozen;
   4. every task seen so far is evaluated with its own mask and head: row t of the accuracy matrix.
 Before task 0 the random network is evaluated on every task (FWT baseline) and before each task t its
@@ -250,11 +250,8 @@ class Trainer:
                     loss = F.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=False)
                 loss.backward()
-                sparsity.prepare_grads()
-                optimizer.step()
-                sparsity.after_step()
                 step += 1
-                stats = sparsity.maybe_update(step, optimizer)
+                stats = sparsity.step(optimizer, step)  # frozen stay frozen, topology update on schedule
                 if stats is not None:
                     self.updates.append({"task": t, **stats})
                 epoch_loss += loss.detach()

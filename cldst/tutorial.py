@@ -8,10 +8,10 @@ into a table or a figure; the notebooks hold one-line calls and the explanations
 
     1 sparse init        resnet18_shapes, init_table, plot_init_densities, dense_layers, count_totals,
                          connections_per_unit
-    2 drop and grow      start_task0, update_with_each_growth, scheduled_drop, update_counts, update_summary,
+    2 drop and grow      start_task0, update_with_each_growth, update_counts, update_summary,
                          plot_update, plot_drop_schedule
-    3 masks over tasks   train_task, task_weights, compare_weights, new_vs_reused, plot_new_vs_reused,
-                         plot_overlap, expected_overlap, short_names
+    3 masks over tasks   learn_task, task_weights, compare_weights, new_vs_reused, plot_new_vs_reused,
+                         expected_overlap, short_names (overlaps: cldst.sparse.overlap_matrix, plot_matrix)
     4 metrics            plot_matrix, bwt_terms, fwt_terms, compare_metrics, plot_incremental
     all                  tiny_config (the tutorial-scale Config), plain (values a test can read back)
 """
@@ -37,18 +37,18 @@ from torch import Tensor
 from cldst.config import Config
 from cldst.data import train_batches
 from cldst.errors import ConfigError
+from cldst.experiments import GROWTHS
 from cldst.models import build_model, param_shapes
-from cldst.plotting import GROWTH_COLORS
+from cldst.plotting import INIT_COLORS, growth_color
 from cldst.sparse import (
-    GROWTH,
     INITS,
     ContinualSparsity,
     capacity_over_tasks,
     density_table,
     drop_fraction,
     is_update_step,
-    overlap_matrix,
 )
+from cldst.sparse.registry import check_name
 from cldst.train import Trainer
 
 # Tutorial scale: ~50 steps per task, about a minute per notebook on a 2-core CPU. With so few steps the
@@ -58,8 +58,6 @@ TINY: dict[str, Any] = dict(
     epochs=1, lr=0.003, update_frequency=15, device="cpu", progress=False,
 )  # fmt: skip
 SPARSITIES = (0.8, 0.9, 0.95)  # the paper's three levels (density 0.2, 0.1, 0.05)
-GROWTHS = ("random", "unfired", "gradient", "momentum")
-INIT_COLORS = {"uniform": "#7f7f7f", "ERK": "#17becf"}
 
 
 def tiny_config(**overrides: Any) -> Config:
@@ -160,17 +158,16 @@ class Task0Demo:
 
 
 def _train_steps(trainer: Trainer, optimizer: torch.optim.Optimizer, task: int, steps: int) -> None:
-    """`steps` optimizer steps on `task`, in the order the Trainer uses (no topology updates)."""
+    """`steps` optimizer steps on `task`, as the Trainer takes them, but for the topology update at the
+    last step: that one is left to the caller."""
     cfg, data, sparsity = trainer.cfg, trainer.tasks[task], trainer.sparsity
     epochs = (train_batches(data.train_x, data.train_y, cfg.batch_size, mean=trainer.data.mean,
                             std=trainer.data.std, generator=trainer.generator) for _ in range(cfg.epochs))  # fmt: skip
-    for x, y in itertools.islice(itertools.chain.from_iterable(epochs), steps):
+    for step, (x, y) in enumerate(itertools.islice(itertools.chain.from_iterable(epochs), steps), start=1):
         loss = F.cross_entropy(trainer.net(x, task), y)
         optimizer.zero_grad(set_to_none=False)
         loss.backward()
-        sparsity.prepare_grads()  # frozen positions get no gradient (nothing is frozen in task 0)
-        optimizer.step()
-        sparsity.after_step()  # inactive weights back to 0, frozen ones to their values
+        sparsity.step(optimizer, step, update=step < steps)  # the update at `steps` is what the tutorial shows
 
 
 def start_task0(steps: int | None = None, **overrides: Any) -> Task0Demo:
@@ -207,34 +204,19 @@ class UpdateDemo:
         return self.after[layer] & ~(self.before[layer] & ~self.dropped[layer])
 
 
-def scheduled_drop(sparsity: ContinualSparsity, step: int) -> dict[str, Tensor]:
-    """The positions the update at `step` drops in each layer: the n_l = round(f(step) * k_l) active
-    positions the drop criterion ranks lowest (none in a dense layer), as the engine computes them."""
-    fraction = drop_fraction(step, sparsity.total_steps, alpha=sparsity.alpha, t_end=sparsity.t_end,
-                             minimum=sparsity.drop_min)  # fmt: skip
-    out = {}
-    for name, p in sparsity.params.items():
-        k = sparsity.counts[name]
-        n = 0 if k == p.numel() else round(fraction * k)
-        out[name] = sparsity.drop_fn(n, sparsity.mask[name], p.detach())
-    return out
-
-
 def update_with_each_growth(demo: Task0Demo, growths: Iterable[str] = GROWTHS) -> dict[str, UpdateDemo]:
     """For each growth criterion: copy the network, its sparsity state and its optimizer, and perform
     the scheduled topology update at demo.step on the copy (the demo itself is left unchanged)."""
     out = {}
     for growth in growths:
-        if growth not in GROWTH:
-            raise ConfigError(f"growth {growth!r} is not one of: {', '.join(GROWTH)}")
+        check_name("growth", growth)
         # One deepcopy call keeps the links: sparsity.params and the optimizer state point at the copied net.
         net, sparsity, optimizer = copy.deepcopy((demo.trainer.net, demo.trainer.sparsity, demo.optimizer))
         for copied, original in zip(net.parameters(), demo.trainer.net.parameters()):
             copied.grad = None if original.grad is None else original.grad.clone()  # gradient growth ranks it
-        # The public way to switch the criterion of a running task: reload its state under another name.
-        sparsity.load_state_dict({**sparsity.state_dict(), "current_growth": growth})
+        sparsity.set_growth(growth)
         before = {name: mask.clone() for name, mask in sparsity.mask.items()}
-        dropped = scheduled_drop(sparsity, demo.step)
+        dropped = sparsity.planned_drop(demo.step)
         stats = sparsity.maybe_update(demo.step, optimizer)
         if stats is None:  # start_task0 only stops at update steps
             raise RuntimeError(f"step {demo.step} is not a topology-update step")
@@ -294,7 +276,7 @@ def plot_update(updates: Mapping[str, UpdateDemo], layer: str) -> Figure:
     panels = [("mask before", before, ["white", "#404040"]),
               ("dropped (smallest |w|)", before + dropped, ["white", "#c8c8c8", "black"])]  # fmt: skip
     for growth, u in updates.items():
-        color = GROWTH_COLORS.get(growth, GROWTH_COLORS["adaptive"])
+        color = growth_color(growth)
         panels.append((f"grown: {growth}", kept + 2 * as_2d(u.grown(layer)).int(), ["white", "#c8c8c8", color]))
     rows, cols = before.shape
     fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 0.9 + 2.6 * rows / max(rows, cols)),
@@ -324,10 +306,8 @@ def plot_drop_schedule(total_steps: int, update_frequency: int, *, alpha: float 
 
 
 # ====================================================================== 3. masks across tasks
-def train_task(trainer: Trainer, t: int) -> float:
-    """Train task t as Trainer.run does (draw its mask, train, freeze) and return its test accuracy (%)."""
-    if not hasattr(trainer, "updates"):
-        trainer.updates = []  # Trainer.train_task appends topology-update statistics here
+def learn_task(trainer: Trainer, t: int) -> float:
+    """Task t as Trainer.run takes it (draw its mask, train, freeze); returns its test accuracy (%)."""
     trainer.sparsity.begin_task(t, trainer.steps_per_task(t))
     trainer.train_task(t)
     trainer.sparsity.end_task()
@@ -378,15 +358,9 @@ def plot_new_vs_reused(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_overlap(masks: Sequence[Mapping[str, Tensor]]) -> Figure:
-    """Heatmap of overlap_matrix: entry (i, j) = the fraction of task j's mask that task i also uses."""
-    return plot_matrix(100 * overlap_matrix(masks), "mask overlap |M_i ∩ M_j| / |M_j| (%)",
-                       xlabel="task j", ylabel="task i")  # fmt: skip
-
-
 def expected_overlap(sparsity: ContinualSparsity) -> float:
     """The overlap two independent uniformly drawn masks would have: sum_l k_l * d_l / sum_l k_l (a dense
-    layer contributes its whole count), the baseline for the entries of plot_overlap."""
+    layer contributes its whole count), the baseline for the entries of overlap_matrix."""
     shared = sum(k * k / sparsity.params[name].numel() for name, k in sparsity.counts.items())
     return shared / sum(sparsity.counts.values())
 

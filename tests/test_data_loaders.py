@@ -363,7 +363,7 @@ def test_image_dataset_checks_its_tensors():
 
 def test_unknown_dataset_and_bad_arguments():
     assert DATASETS == ("synth100", "cifar100", "miniimagenet")
-    with pytest.raises(ConfigError, match="dataset 'imagenet' is not one of: synth100, cifar100, miniimagenet"):
+    with pytest.raises(ConfigError, match="dataset='imagenet' is not one of: synth100, cifar100, miniimagenet"):
         load_dataset("imagenet")
     with pytest.raises(ConfigError, match="train_per_class=-1 is not allowed"):
         load_dataset("synth100", train_per_class=-1)

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cldst.sparse import (
-    GROWTH,
     ContinualSparsity,
     GrowthContext,
     capacity_over_tasks,
+    get_growth,
     layer_counts,
     layer_densities,
     magnitude_drop,
@@ -112,7 +112,7 @@ def test_criteria_pick_exactly_n_from_the_right_set(shape, seed, active_p, drop_
         weight=weight * active, grad=score_source, exp_avg=score_source, exp_avg_sq=torch.rand(shape, generator=g),
         fired=active | (torch.rand(shape, generator=g) < 0.3), generator=g,
     )
-    grown = GROWTH[growth](n, candidates, ctx)
+    grown = get_growth(growth)(n, candidates, ctx)
     assert grown.shape == active.shape and grown.dtype == torch.bool and int(grown.sum()) == n
     assert not (grown & ~candidates).any() and not (grown & kept).any()
     if growth == "gradient":

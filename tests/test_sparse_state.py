@@ -61,7 +61,7 @@ def backward(net: nn.Module, generator: torch.Generator) -> None:
 
 
 def train_task(net, sp, task, steps=12, *, weight_decay=0.1, each_step=None, begin=True):
-    """The training loop's order: backward, prepare_grads, optimizer step, after_step, maybe_update."""
+    """The training loop: backward, then sparsity.step (prepare_grads, optimizer step, after_step, maybe_update)."""
     generator = torch.Generator().manual_seed(100 + task)
     optimizer = torch.optim.Adam(net.parameters(), lr=0.05, weight_decay=weight_decay)
     if begin:
@@ -71,10 +71,7 @@ def train_task(net, sp, task, steps=12, *, weight_decay=0.1, each_step=None, beg
     for step in range(1, steps + 1):
         optimizer.zero_grad()
         backward(net, generator)
-        sp.prepare_grads()
-        optimizer.step()
-        sp.after_step()
-        stats = sp.maybe_update(step, optimizer)
+        stats = sp.step(optimizer, step)
         if stats is not None:
             assert_exact_counts(sp)
             updates.append(stats)
@@ -647,8 +644,9 @@ def test_task_order_is_enforced():
         ({"frozen_grad": "drop"}, r"^frozen_grad='drop' is not one of: zero, keep$"),
         ({"new_weights": "ones"}, r"^new_weights='ones' is not one of: random, zero$"),
         ({"update_frequency": 0}, r"^update_frequency=0 must be a positive integer"),
-        ({"alpha": 1.0}, r"^alpha=1.0, drop_min=0.0: need 0 <= drop_min <= alpha < 1"),
-        ({"drop_min": 0.6}, r"drop_min=0.6"),
+        # alpha and drop_min are Config's drop_fraction and drop_fraction_min: errors use those names
+        ({"alpha": 1.0}, r"^drop_fraction=1.0, drop_fraction_min=0.0: need 0 <= drop_fraction_min <= drop_fraction < 1"),
+        ({"drop_min": 0.6}, r"drop_fraction_min=0.6"),
         ({"t_end": 0.0}, r"^t_end=0.0 must be in \(0, 1\]"),
         ({"growth": "magic"}, r"^growth 'magic' is not one of"),
         ({"drop": "random"}, r"^drop 'random' is not one of: magnitude, magnitude_threshold$"),
@@ -673,10 +671,7 @@ def test_on_cuda_the_invariants_hold():
             x, y = batch(generator)
             optimizer.zero_grad()
             F.cross_entropy(net(x.cuda()), y.cuda()).backward()
-            sp.prepare_grads()
-            optimizer.step()
-            sp.after_step()
-            sp.maybe_update(step, optimizer)
+            sp.step(optimizer, step)
             sp.check_invariants()
         sp.end_task()
     sp.check_invariants()

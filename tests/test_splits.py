@@ -45,7 +45,7 @@ def test_errors_name_the_field_and_what_is_allowed():
     assert str(err.value) == "num_tasks=7 does not divide num_classes=100 (allowed: 1, 2, 4, 5, 10, 20, 25, 50, 100)"
     with pytest.raises(ConfigError, match="num_tasks=0 does not divide num_classes=6 \\(allowed: 1, 2, 3, 6\\)"):
         make_split(6, 0)
-    with pytest.raises(ConfigError, match="class order 'sorted' is not one of: natural, random"):
+    with pytest.raises(ConfigError, match="class_order='sorted' is not one of: natural, random"):
         make_split(100, 10, "sorted")
     split = make_split(100, 10)
     with pytest.raises(ConfigError, match="task 10 is out of range \\(allowed: 0..9\\)"):

@@ -14,7 +14,7 @@ from torch import nn
 
 from cldst import metrics, tutorial
 from cldst.errors import ConfigError
-from cldst.sparse import ContinualSparsity, drop_fraction, layer_counts
+from cldst.sparse import ContinualSparsity, drop_fraction, layer_counts, overlap_matrix
 from cldst.sparse.criteria import top_n
 from cldst.train import Trainer
 
@@ -250,11 +250,11 @@ def test_one_update_per_growth_on_the_real_engine():
 
 
 # ---------------------------------------------------------------------- helpers: masks across tasks
-def test_train_task_keeps_earlier_subnetworks_bitwise():
+def test_learn_task_keeps_earlier_subnetworks_bitwise():
     trainer = Trainer(tutorial.tiny_config(sparse_init="ERK", density=0.2, **MICRO))
-    acc0 = tutorial.train_task(trainer, 0)
+    acc0 = tutorial.learn_task(trainer, 0)
     weights0 = tutorial.task_weights(trainer, 0)
-    tutorial.train_task(trainer, 1)
+    tutorial.learn_task(trainer, 1)
     same = tutorial.compare_weights(weights0, tutorial.task_weights(trainer, 0), trainer.sparsity.masks[0])
     assert same["torch.equal"].all() and (same["max |change|"] == 0).all()
     assert list(same["positions"]) == list(trainer.sparsity.counts.values())
@@ -273,7 +273,7 @@ def test_new_vs_reused_and_overlap_on_hand_masks():
     assert list(table["used fraction"]) == [0.5, 0.75, 1.0]
     fig = tutorial.plot_new_vs_reused(table)
     assert [p.get_height() for p in fig.axes[0].patches] == [2, 1, 1, 0, 1, 1]
-    fig = tutorial.plot_overlap(masks)
+    fig = tutorial.plot_matrix(100 * overlap_matrix(masks), "overlap")
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["0.0", "0.0", "100.0", "100.0", "100.0", "50.0", "50.0", "50.0", "50.0"]
 

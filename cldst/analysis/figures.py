@@ -31,7 +31,7 @@ from cldst.analysis.paper import (
 )
 from cldst.experiments import GROWTHS, get_experiment
 from cldst.paths import figures_dir
-from cldst.plotting import growth_color
+from cldst.plotting import INIT_COLORS, growth_color
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,6 @@ def build_adaptive_figure(curves: pd.DataFrame, runs: pd.DataFrame, profile: str
 
 
 # ---------------------------------------------------------------- capacity
-INIT_COLORS = {"uniform": "#4d4d4d", "ERK": "#e377c2"}
 
 
 def load_capacity(runs: pd.DataFrame) -> pd.DataFrame:
@@ -289,7 +288,10 @@ def plot_capacity_total(curves: pd.DataFrame, title: str = "") -> Figure:
     axes[1].set_title("(b) what each task can still train")
     axes[2].set_title("(c) incremental accuracy")
     axes[0].legend()
-    axes[1].legend(fontsize=7)
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7)
+    else:
+        axes[1].text(0.5, 0.5, "not in these records", ha="center", va="center", transform=axes[1].transAxes)
     _suptitle(fig, title)
     return fig
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cldst.data.dataset import ImageDataset
+from cldst.data.images import ImageDataset
 from cldst.data.splits import TaskSplit
 from cldst.errors import ConfigError
 

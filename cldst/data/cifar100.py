@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cldst.data.dataset import ImageDataset
+from cldst.data.images import ImageDataset
 from cldst.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ MEAN = (0.5071, 0.4865, 0.4409)
 STD = (0.2673, 0.2564, 0.2762)
 
 
-def load_cifar100(root: Path, *, download: bool = True) -> ImageDataset:
+def load_cifar100(root: Path, *, image_size: int | None = None, download: bool = True, seed: int = 0) -> ImageDataset:
+    """The 32 px dataset (load_dataset resizes to image_size); seed is not used."""
     folder, archive = root / FOLDER, root / ARCHIVE
     if folder.is_dir():
         raw = {m: _read_file(folder / m) for m in MEMBERS}

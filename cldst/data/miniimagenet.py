@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cldst.data.dataset import ImageDataset
+from cldst.data.images import ImageDataset
 from cldst.errors import DataError
 from cldst.paths import cache_dir
 
@@ -42,7 +42,9 @@ MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics
 STD = (0.229, 0.224, 0.225)
 
 
-def load_miniimagenet(root: Path, *, image_size: int = 32, seed: int = 0) -> ImageDataset:
+def load_miniimagenet(root: Path, *, image_size: int | None = None, download: bool = True, seed: int = 0) -> ImageDataset:
+    """Decoded at image_size (default 32, the authors'), split by seed; nothing can be downloaded."""
+    image_size = image_size or 32
     archive = find_zip(root)
     try:
         with zipfile.ZipFile(archive) as zf:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
-import torch
-
-from cldst.errors import ConfigError
+from cldst.errors import ConfigError, check_choice
 
 ORDERS = ("natural", "random")
 
@@ -23,7 +21,7 @@ class TaskSplit:
     num_tasks: int
 
     def __post_init__(self) -> None:
-        _check_divides(len(self.class_order), self.num_tasks)
+        check_divides(len(self.class_order), self.num_tasks)
         if sorted(self.class_order) != list(range(len(self.class_order))):
             raise ConfigError(f"class_order must be a permutation of 0..{len(self.class_order) - 1}")
 
@@ -48,18 +46,21 @@ class TaskSplit:
 
 
 def make_split(num_classes: int, num_tasks: int, order: str = "natural", seed: int = 0) -> TaskSplit:
-    _check_divides(num_classes, num_tasks)
+    check_divides(num_classes, num_tasks)
+    check_choice("class_order", order, ORDERS)
     if order == "natural":
         class_order = tuple(range(num_classes))
-    elif order == "random":
+    else:
+        import torch  # here: this module is imported by cldst.config, which must not import torch
+
         generator = torch.Generator().manual_seed(seed)
         class_order = tuple(torch.randperm(num_classes, generator=generator).tolist())
-    else:
-        raise ConfigError(f"class order {order!r} is not one of: {', '.join(ORDERS)}")
     return TaskSplit(class_order, num_tasks)
 
 
-def _check_divides(num_classes: int, num_tasks: int) -> None:
+def check_divides(num_classes: int, num_tasks: int) -> None:
+    """ConfigError unless num_tasks >= 1 divides num_classes >= 1 (every task gets as many classes),
+    listing the numbers of tasks that would."""
     if num_classes < 1:
         raise ConfigError(f"num_classes={num_classes} must be at least 1")
     if num_tasks < 1 or num_classes % num_tasks:

@@ -29,10 +29,11 @@ import functools
 import logging
 import math
 import os
+from pathlib import Path
 
 import torch
 
-from cldst.data.dataset import ImageDataset, resize_images
+from cldst.data.images import ImageDataset, resize_images
 from cldst.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,10 @@ MEAN = (0.5995, 0.5029, 0.4739)
 STD = (0.2503, 0.2433, 0.2572)
 
 
-def load_synth100(image_size: int = 32) -> ImageDataset:
+def load_synth100(root: Path | None = None, *, image_size: int | None = None, download: bool = True,
+                  seed: int = 0) -> ImageDataset:
+    """Generated at image_size (default 32), the same for every root and seed (nothing is read or fetched)."""
+    image_size = image_size or 32
     train_x, train_y, test_x, test_y = _images(image_size)
     names = [f"synth{k:02d}" for k in range(NUM_CLASSES)]
     # Clones: the cached tensors must not be changed through a dataset handed to the caller.

@@ -13,19 +13,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cldst.errors import ConfigError
+from cldst.data.splits import check_divides
+from cldst.errors import check_choice
+from cldst.models import HEADS
 from cldst.models.norm import TaskNorm
-
-HEADS = ("shared", "multi")
 
 
 class ContinualNet(nn.Module):
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, num_tasks: int, head: str = "shared"):
         super().__init__()
-        if head not in HEADS:
-            raise ConfigError(f"head={head!r} is not one of: {', '.join(HEADS)}")
-        if num_tasks < 1 or num_classes < 1 or num_classes % num_tasks:
-            raise ConfigError(f"num_tasks={num_tasks} must be >= 1 and divide num_classes={num_classes}")
+        check_choice("head", head, HEADS)
+        check_divides(num_classes, num_tasks)
         self.backbone = backbone  # x -> features [B, F]
         self.feature_dim = feature_dim
         self.num_classes = num_classes

@@ -7,9 +7,8 @@ import copy
 import torch
 from torch import nn
 
-from cldst.errors import ConfigError
-
-BNS = ("batch", "standard", "task")
+from cldst.errors import check_choice
+from cldst.models import BNS
 
 
 def make_norm(kind: str, channels: int, dims: int = 2) -> nn.BatchNorm2d | nn.BatchNorm1d:
@@ -27,7 +26,8 @@ def make_norm(kind: str, channels: int, dims: int = 2) -> nn.BatchNorm2d | nn.Ba
         return norm(channels, affine=False, track_running_stats=False)
     if kind in ("standard", "task"):
         return norm(channels, affine=True, track_running_stats=True)
-    raise ConfigError(f"bn={kind!r} is not one of: {', '.join(BNS)}")
+    check_choice("bn", kind, BNS)
+    raise AssertionError(f"BNS and make_norm disagree on {kind!r}")
 
 
 class TaskNorm(nn.Module):

@@ -1,4 +1,4 @@
-"""Drop and growth criteria: small pure functions on one layer, kept in registries by name.
+"""Drop and growth criteria: small pure functions on one layer (cldst.sparse.registry names them).
 
     DropFn(n, active, weight) -> BoolTensor          n True (or more, for ties: magnitude_threshold), a subset of `active`
     GrowthFn(n, candidates, ctx) -> BoolTensor       exactly n True, a subset of `candidates`
@@ -8,25 +8,16 @@ All masks have the layer's shape and live on its device. Counts are always exact
 cannot rank enough positions fills the rest uniformly at random (the authors' code instead re-picked
 already-active positions, and the density leaked). Rankings use `topk`, never a full sort; ties at
 the cut are broken by the lowest flat (row-major) index, so a ranking is deterministic; NaN scores
-rank last. A notebook can add a criterion:
-
-    @register_growth("my_growth")
-    def my_growth(n, candidates, ctx): ...
+rank last.
 """
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-
-from cldst.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,9 +37,6 @@ class GrowthContext:
 
 DropFn = Callable[[int, Tensor, Tensor], Tensor]
 GrowthFn = Callable[[int, Tensor, GrowthContext], Tensor]
-
-DROP: dict[str, DropFn] = {}
-GROWTH: dict[str, GrowthFn] = {}
 
 
 # ---------------------------------------------------------------------- exact selection helpers
@@ -128,55 +116,12 @@ def top_scores_then_random(n: int, candidates: Tensor, score: Tensor | None, gen
     return scored | random_n(n - n_scored, candidates & ~scored, generator)
 
 
-# ---------------------------------------------------------------------- registries
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _register(registry: dict, kind: str, name: str) -> Callable:
-    if not _NAME.fullmatch(name):
-        raise ConfigError(f"{kind} name {name!r} must be an identifier (letters, digits, '_')")
-
-    def decorator(fn: Callable) -> Callable:
-        if name in registry and registry[name] is not fn:
-            log.info("%s criterion %r replaced by %s", kind, name, getattr(fn, "__name__", fn))
-        registry[name] = fn
-        return fn
-
-    return decorator
-
-
-def register_drop(name: str) -> Callable[[DropFn], DropFn]:
-    """Decorator adding a drop criterion under `name` (re-registering a name replaces it)."""
-    return _register(DROP, "drop", name)
-
-
-def register_growth(name: str) -> Callable[[GrowthFn], GrowthFn]:
-    """Decorator adding a growth criterion under `name` (re-registering a name replaces it)."""
-    return _register(GROWTH, "growth", name)
-
-
-def _lookup(registry: dict, kind: str, name: str) -> Callable:
-    if name not in registry:
-        raise ConfigError(f"{kind} {name!r} is not one of: {', '.join(registry)}")
-    return registry[name]
-
-
-def get_drop(name: str) -> DropFn:
-    return _lookup(DROP, "drop", name)
-
-
-def get_growth(name: str) -> GrowthFn:
-    return _lookup(GROWTH, "growth", name)
-
-
 # ---------------------------------------------------------------------- drop
-@register_drop("magnitude")
 def magnitude_drop(n: int, active: Tensor, weight: Tensor) -> Tensor:
     """The n active positions with the smallest |weight| (ties: lowest flat index first)."""
     return top_n(weight.abs(), active, n, largest=False)
 
 
-@register_drop("magnitude_threshold")
 def magnitude_threshold_drop(n: int, active: Tensor, weight: Tensor) -> Tensor:
     """Every active position with |weight| at or below the n-th smallest active |weight| (the authors'
     code: it keeps |w| > threshold): n or more, as all ties at the cut go. Ties are common at 0:
@@ -191,27 +136,23 @@ def magnitude_threshold_drop(n: int, active: Tensor, weight: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------- growth
-@register_growth("random")
 def random_growth(n: int, candidates: Tensor, ctx: GrowthContext) -> Tensor:
     """Uniform over the candidates (SET)."""
     return random_n(n, candidates, ctx.generator)
 
 
-@register_growth("unfired")
 def unfired_growth(n: int, candidates: Tensor, ctx: GrowthContext) -> Tensor:
     """Uniform over candidates never active during this task; when fewer than n, all of them plus
     a uniform fill from the other candidates."""
     return preferred_then_random(n, candidates & ~ctx.fired, candidates, ctx.generator)
 
 
-@register_growth("gradient")
 def gradient_growth(n: int, candidates: Tensor, ctx: GrowthContext) -> Tensor:
     """Largest |dense gradient| (RigL)."""
     score = None if ctx.grad is None else ctx.grad.abs()
     return top_scores_then_random(n, candidates, score, ctx.generator, ctx.fill)
 
 
-@register_growth("momentum")
 def momentum_growth(n: int, candidates: Tensor, ctx: GrowthContext) -> Tensor:
     """Largest |exp_avg / (sqrt(exp_avg_sq) + eps)| of Adam (SNFS, as ITOP computes it).
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from cldst.errors import ConfigError
+from cldst.sparse import INITS
 
-INITS = ("uniform", "ERK")
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def normalize_init(init: str) -> str:
@@ -85,6 +86,7 @@ def layer_counts(shapes: Mapping[str, Sequence[int]], density: float, init: str)
 
 def density_table(shapes: Mapping[str, Sequence[int]], density: float, init: str) -> pd.DataFrame:
     """One row per layer: layer, shape, numel, density (d_l), count (k_l), dense (k_l == numel)."""
+    import pandas as pd  # here: cldst.config imports this module and must not import pandas
     densities = layer_densities(shapes, density, init)
     counts = layer_counts(shapes, density, init)
     rows = [

@@ -24,9 +24,21 @@ import re
 from dataclasses import dataclass
 
 from cldst.errors import ConfigError
-from cldst.sparse.criteria import get_growth
+from cldst.sparse.registry import check_name
 
 FORMS = "a criterion ('random'), per-task stages ('0:random,5:gradient') or a capacity switch ('random,free<0.4:gradient')"
+
+
+def check_update_schedule(update_frequency: int, drop_fraction: float, drop_fraction_min: float, t_end: float) -> None:
+    """ConfigError naming the Config field of the first value a topology-update schedule cannot take
+    (ContinualSparsity's alpha is drop_fraction, its drop_min drop_fraction_min)."""
+    if isinstance(update_frequency, bool) or not isinstance(update_frequency, int) or update_frequency < 1:
+        raise ConfigError(f"update_frequency={update_frequency!r} must be a positive integer (batches between updates)")
+    if not 0.0 <= drop_fraction_min <= drop_fraction < 1.0:
+        raise ConfigError(f"drop_fraction={drop_fraction}, drop_fraction_min={drop_fraction_min}: "
+                          "need 0 <= drop_fraction_min <= drop_fraction < 1")
+    if not 0.0 < t_end <= 1.0:
+        raise ConfigError(f"t_end={t_end} must be in (0, 1] (fraction of a task's steps with topology updates)")
 
 
 def drop_fraction(step: int, total_steps: int, *, alpha: float = 0.5, t_end: float = 1.0, minimum: float = 0.0) -> float:
@@ -88,7 +100,7 @@ class GrowthSchedule:
         if any(b >= a for a, b in zip(thresholds, thresholds[1:])):
             raise ConfigError(f"growth={spec!r}: free-fraction thresholds must decrease from left to right")
         for _, name in stages + switches:
-            get_growth(name)  # ConfigError: "growth 'x' is not one of: random, unfired, gradient, momentum"
+            check_name("growth", name)  # ConfigError: "growth 'x' is not one of: random, unfired, gradient, momentum"
         return cls(tuple(stages), tuple(switches))
 
     def growth_for(self, task: int, free_fraction: float) -> str:

@@ -33,8 +33,8 @@ drop and the growth treat frozen positions:
                until it is dropped again, while the stored mask keeps it, so evaluation sees its frozen
                value: the evaluated subnetwork is not the trained one (the authors' code).
 
-A training step is: forward, backward, `prepare_grads()`, `optimizer.step()`, `after_step()`,
-`maybe_update(step, optimizer)`. `after_step` computes param * train_mask + frozen_part, which undoes
+A training step is: forward, backward, then `step(optimizer, step)`, which is `prepare_grads()`,
+`optimizer.step()`, `after_step()`, `maybe_update(step, optimizer)` in this order. `after_step` computes param * train_mask + frozen_part, which undoes
 whatever the optimizer (gradient, momentum, weight decay) did to a frozen or inactive position: for a
 finite x, x * 0 is ±0 and ±0 + v == v bit for bit (v != 0); inactive positions read +0.0. A frozen
 value of exactly -0.0 may come back as +0.0 (equal as numbers). NaN or inf written by a diverged
@@ -56,18 +56,15 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from cldst.errors import ConfigError, DataError
-from cldst.sparse.criteria import GrowthContext, get_drop, get_growth
+from cldst.errors import DataError, check_choice
+from cldst.sparse import DROP_COUNTS, FROZEN_GRADS, NEW_WEIGHTS, REUSES, SCORE_FILLS
+from cldst.sparse.criteria import GrowthContext
 from cldst.sparse.density import layer_counts, layer_densities, normalize_init
-from cldst.sparse.schedule import GrowthSchedule, drop_fraction, is_update_step
+from cldst.sparse.registry import get_drop, get_growth
+from cldst.sparse.schedule import GrowthSchedule, check_update_schedule, drop_fraction, is_update_step
 
 log = logging.getLogger(__name__)
 
-FROZEN_GRADS = ("zero", "keep")
-NEW_WEIGHTS = ("random", "zero")
-REUSES = ("static", "separate", "value", "authors")  # see the module docstring
-DROP_COUNTS = ("round", "ceil")  # n = round(f * k) | ceil(f * active) (authors)
-SCORE_FILLS = ("random", "authors")  # see criteria.top_scores_then_random
 MASKS_FORMAT = "cldst-masks-v1"
 STATE_FORMAT = "cldst-sparsity-v2"
 
@@ -126,8 +123,7 @@ class ContinualSparsity:
         _check_options(update_frequency, alpha, t_end, drop_min, frozen_grad, new_weights)
         for field, value, allowed in (("reuse", reuse, REUSES), ("drop_count", drop_count, DROP_COUNTS),
                                       ("score_fill", score_fill, SCORE_FILLS)):
-            if value not in allowed:
-                raise ConfigError(f"{field}={value!r} is not one of: {', '.join(allowed)}")
+            check_choice(field, value, allowed)
         self.params: dict[str, nn.Parameter] = _check_params(params)
         shapes = {name: tuple(p.shape) for name, p in self.params.items()}
         self.init = normalize_init(init)
@@ -231,25 +227,74 @@ class ContinualSparsity:
         self._check_counts(f"begin_task({task})")
         log.debug("task %d begins: growth %s, free fraction %.3f", task, self.current_growth, free)
 
+    def step(self, optimizer: torch.optim.Optimizer, step: int, *, update: bool = True) -> dict[str, Any] | None:
+        """One optimizer step of the running task, after backward(): zero the frozen gradients (if
+        frozen_grad="zero"), optimizer.step(), restore frozen and inactive weights, then the topology
+        update if `step` (1-based within the task) is an update step (update=False leaves it to the
+        caller, as the tutorial does to show it). Returns the update's statistics or None."""
+        self.prepare_grads()
+        optimizer.step()
+        self.after_step()
+        return self.maybe_update(step, optimizer) if update else None
+
     def maybe_update(self, step: int, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any] | None:
         """The topology update, if `step` (1-based, after the step's optimizer.step) is an update step."""
         if not self.in_task:
             raise RuntimeError("maybe_update() outside a task: call begin_task() first")
         if not is_update_step(step, self.update_frequency, self.total_steps, self.t_end, self.update_at_end):
             return None
-        fraction = drop_fraction(step, self.total_steps, alpha=self.alpha, t_end=self.t_end, minimum=self.drop_min)
-        return {"step": step, **self.update_topology(fraction, optimizer)}
+        return {"step": step, **self.update_topology(self.drop_fraction(step), optimizer)}
+
+    def drop_fraction(self, step: int) -> float:
+        """f(step) of the running task's cosine schedule (see cldst.sparse.schedule)."""
+        return drop_fraction(step, self.total_steps, alpha=self.alpha, t_end=self.t_end, minimum=self.drop_min)
+
+    def set_growth(self, growth: str) -> None:
+        """Switch the running task's growth criterion (a registered name); later tasks follow the schedule."""
+        if not self.in_task:
+            raise RuntimeError("set_growth() outside a task: call begin_task() first")
+        self._grow_fn = get_growth(growth)
+        self.current_growth = growth
+
+    @torch.no_grad()
+    def planned_drop(self, step: int) -> Masks:
+        """The positions the topology update at `step` would drop, per layer, as update_topology
+        computes them (nothing changes; all-False where the layer is left alone)."""
+        plans = self._drop_plan(self.drop_fraction(step))
+        return {name: plans[name][0] if name in plans else torch.zeros_like(mask) for name, mask in self.mask.items()}
+
+    def _drop_plan(self, fraction: float) -> dict[str, tuple[Tensor, list[tuple[Tensor | None, int]], list[Tensor]]]:
+        """Per layer with something to drop: (all dropped positions, [(part, count dropped)], contract
+        checks). n = round(fraction * k) (or ceil, `drop_count`) for the k active positions of the
+        layer or part; a drop criterion may take the ties at its cut too (count >= n)."""
+        leaky = self.score_fill == "authors"
+        out = {}
+        for name, p in self.params.items():
+            mask = self.mask[name]
+            dropped_all, plans, checks = torch.zeros_like(mask), [], []
+            for (part, updated), active, size in zip(self._parts(name), self.active[name], self.part_sizes[name]):
+                n = self._drop_n(fraction, active) if updated else 0
+                if n == 0 or (active == size and not leaky):
+                    continue  # a full layer (part) would regrow exactly what it dropped
+                in_part = mask if part is None else mask & part
+                dropped = self.drop_fn(n, in_part, p.detach())  # by the effective magnitude
+                count = int(dropped.sum())
+                checks.append(torch.tensor(count < n) | (dropped & ~in_part).any())
+                dropped_all |= dropped
+                plans.append((part, count))
+            if plans:
+                out[name] = (dropped_all, plans, checks)
+        return out
 
     @torch.no_grad()
     def update_topology(self, fraction: float, optimizer: torch.optim.Optimizer | None = None) -> dict[str, Any]:
         """Drop n active positions of every layer (or of each part: see `reuse`) and grow as many.
 
-        n = round(fraction * k) (or ceil, `drop_count`) for the k active positions of the layer or
-        part (a drop criterion may take ties at its cut too: then as many grow as it dropped). Candidates for growth are the positions of the layer (part) inactive after the drop. A
-        position dropped and regrown in the same update never left the mask and keeps its weight (as
-        in RigL); a newly grown free position starts at 0, a newly grown frozen one at its frozen value
-        (reused, still frozen; reuse="authors": at 0); dropped positions read 0. Returns counts summed
-        over layers and the trainable share of the mask after the update."""
+        Candidates for growth are the positions of the layer (part) inactive after the drop (see
+        _drop_plan for n). A position dropped and regrown in the same update never left the mask and
+        keeps its weight (as in RigL); a newly grown free position starts at 0, a newly grown frozen
+        one at its frozen value (reused, still frozen; reuse="authors": at 0); dropped positions read
+        0. Returns counts summed over layers and the trainable share of the mask after the update."""
         if not self.in_task:
             raise RuntimeError("update_topology() outside a task: call begin_task() first")
         if not 0.0 <= fraction <= 1.0:
@@ -257,21 +302,10 @@ class ContinualSparsity:
         eps_of = _adam_eps(optimizer)
         leaky = self.score_fill == "authors"
         dropped_total, tallies, broken = 0, [], []
-        for name, p in self.params.items():
-            mask, frozen = self.mask[name], self.frozen[name]
-            kept, dropped_all, plans = mask, torch.zeros_like(mask), []
-            for (part, updated), active, size in zip(self._parts(name), self.active[name], self.part_sizes[name]):
-                n = self._drop_n(fraction, active) if updated else 0
-                if n == 0 or (active == size and not leaky):
-                    continue  # a full layer (part) would regrow exactly what it dropped
-                in_part = mask if part is None else mask & part
-                dropped = self.drop_fn(n, in_part, p)  # by the effective magnitude
-                count = int(dropped.sum())  # n, or more for a criterion that drops ties together
-                broken.append(torch.tensor(count < n) | (dropped & ~in_part).any())
-                kept, dropped_all = kept & ~dropped, dropped_all | dropped
-                plans.append((part, count))
-            if not plans:
-                continue
+        for name, (dropped_all, plans, checks) in self._drop_plan(fraction).items():
+            p, mask, frozen = self.params[name], self.mask[name], self.frozen[name]
+            broken += checks
+            kept = mask & ~dropped_all
             ctx = self._context(name, p, optimizer, eps_of)
             grown = torch.zeros_like(mask)
             for part, n in plans:
@@ -544,16 +578,9 @@ def load_masks(path: str | Path) -> list[Masks]:
 
 # ---------------------------------------------------------------------- validation
 def _check_options(update_frequency, alpha, t_end, drop_min, frozen_grad, new_weights) -> None:
-    if isinstance(update_frequency, bool) or not isinstance(update_frequency, int) or update_frequency < 1:
-        raise ConfigError(f"update_frequency={update_frequency!r} must be a positive integer (batches between updates)")
-    if not 0.0 <= drop_min <= alpha < 1.0:
-        raise ConfigError(f"alpha={alpha}, drop_min={drop_min}: need 0 <= drop_min <= alpha < 1 (drop fractions)")
-    if not 0.0 < t_end <= 1.0:
-        raise ConfigError(f"t_end={t_end} must be in (0, 1] (fraction of a task's steps with topology updates)")
-    if frozen_grad not in FROZEN_GRADS:
-        raise ConfigError(f"frozen_grad={frozen_grad!r} is not one of: {', '.join(FROZEN_GRADS)}")
-    if new_weights not in NEW_WEIGHTS:
-        raise ConfigError(f"new_weights={new_weights!r} is not one of: {', '.join(NEW_WEIGHTS)}")
+    check_update_schedule(update_frequency, alpha, drop_min, t_end)
+    check_choice("frozen_grad", frozen_grad, FROZEN_GRADS)
+    check_choice("new_weights", new_weights, NEW_WEIGHTS)
 
 
 def _check_params(params: Mapping[str, nn.Parameter]) -> dict[str, nn.Parameter]:

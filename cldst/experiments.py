@@ -42,7 +42,6 @@ CAPACITY_POLICY = f"random,free<{CAPACITY_THRESHOLD:g}:gradient"
 class Experiment:
     name: str
     title: str
-    artifacts: tuple[str, ...]  # names of the paper's tables/figures built from it
     base: dict[str, Any]
     grid: dict[str, list[Any]]
     lines: str = "growth"  # the field that separates lines in the figure
@@ -54,10 +53,30 @@ class Experiment:
             n *= len(values)
         return n
 
+    @property
+    def artifacts(self) -> tuple[str, ...]:
+        """Names of the tables and figures built from this experiment's runs (ARTIFACTS)."""
+        return tuple(a.name for a in ARTIFACTS.values() if a.experiment == self.name)
 
-def _main(name: str, title: str, artifacts: tuple[str, ...], dataset: str, tasks: int, epochs: int) -> Experiment:
+
+@dataclass(frozen=True)
+class Artifact:
+    """A table or figure and what builds it: the experiment whose runs it shows, the file stem it is
+    written under (a profile other than "paper" prefixes it) and the analysis notebook that makes it."""
+
+    name: str  # the paper's name: "table1", "figure2", ...; ours: "figureBN", "findings", "capacity"
+    experiment: str  # the EXPERIMENTS entry whose runs it shows (findings also read the main experiments')
+    stem: str  # output file name without extension (capacity writes capacity_<part>)
+    notebook: str  # notebooks/<notebook>.ipynb builds it
+
+    @property
+    def title(self) -> str:
+        return EXPERIMENTS[self.experiment].title
+
+
+def _main(name: str, title: str, dataset: str, tasks: int, epochs: int) -> Experiment:
     return Experiment(
-        name, title, artifacts,
+        name, title,
         base={"dataset": dataset, "num_tasks": tasks, "epochs": epochs, "update_frequency": UPDATE_FREQUENCY},
         grid={"sparse_init": INITS, "growth": GROWTHS, "density": MAIN_DENSITIES},
     )
@@ -66,12 +85,12 @@ def _main(name: str, title: str, artifacts: tuple[str, ...], dataset: str, tasks
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in [
-        _main("cifar100-20", "20-task CIFAR-100", ("table1", "figure2"), "cifar100", 20, 25),
-        _main("miniimagenet-10", "10-task miniImageNet", ("table2", "figure3"), "miniimagenet", 10, 100),
-        _main("cifar100-10", "10-task CIFAR-100", ("table3", "figure4"), "cifar100", 10, 100),
-        _main("cifar100-5", "5-task CIFAR-100", ("table4", "figure5"), "cifar100", 5, 100),
+        _main("cifar100-20", "20-task CIFAR-100", "cifar100", 20, 25),
+        _main("miniimagenet-10", "10-task miniImageNet", "miniimagenet", 10, 100),
+        _main("cifar100-10", "10-task CIFAR-100", "cifar100", 10, 100),
+        _main("cifar100-5", "5-task CIFAR-100", "cifar100", 5, 100),
         Experiment(
-            "adaptive", "Adaptive growth, 10-task CIFAR-100, ERK, 90% sparsity", ("figure6",),
+            "adaptive", "adaptive growth, 10-task CIFAR-100, ERK, 90% sparsity",
             base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "update_frequency": UPDATE_FREQUENCY,
                   "sparse_init": "ERK", "density": 0.1},
             # fixed random, fixed gradient, the paper's random-then-gradient, and our capacity-triggered switch
@@ -79,24 +98,24 @@ EXPERIMENTS: dict[str, Experiment] = {
             panels=(),
         ),
         Experiment(
-            "update-frequency", "Topology update frequency, 10-task CIFAR-100, random growth", ("figureA",),
+            "update-frequency", "topology update frequency, 10-task CIFAR-100, random growth",
             base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "growth": "random"},
             grid={"sparse_init": INITS, "density": MAIN_DENSITIES, "update_frequency": [50, 100, 200, 400]},
             lines="update_frequency",
         ),
         Experiment(
-            "sparsity", "Sparsity 70/85/99%, 10-task CIFAR-100", ("figureB",),
+            "sparsity", "sparsity 70/85/99%, 10-task CIFAR-100",
             base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "update_frequency": UPDATE_FREQUENCY},
             grid={"sparse_init": INITS, "growth": GROWTHS, "density": [0.3, 0.15, 0.01]},
         ),
         Experiment(
-            "mobilenetv2", "MobileNetV2, 10-task CIFAR-100", ("figureC",),
+            "mobilenetv2", "MobileNetV2, 10-task CIFAR-100",
             base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "update_frequency": UPDATE_FREQUENCY,
                   "arch": "mobilenetv2"},
             grid={"sparse_init": INITS, "growth": GROWTHS, "density": [0.3, 0.2, 0.1]},
         ),
         Experiment(
-            "vgg", "VGG-like, 10-task CIFAR-100", ("figureD",),
+            "vgg", "VGG-like, 10-task CIFAR-100",
             base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "update_frequency": UPDATE_FREQUENCY, "arch": "vgg"},
             grid={"sparse_init": INITS, "growth": GROWTHS, "density": MAIN_DENSITIES},
         ),
@@ -104,14 +123,43 @@ EXPERIMENTS: dict[str, Experiment] = {
         # statistics (transductive: a prediction depends on the other test images); one BN per task
         # with running statistics keeps parameter isolation without that. Do the curves hold?
         Experiment(
-            "batchnorm", "BatchNorm: test-batch statistics (authors) vs one BN per task, 10-task CIFAR-100",
-            ("figureBN",),
+            "batchnorm", "beyond the paper: BatchNorm with test-batch statistics vs one per task, "
+                         "10-task CIFAR-100, random growth",
             base={"dataset": "cifar100", "num_tasks": 10, "epochs": 100, "update_frequency": UPDATE_FREQUENCY, "growth": "random"},
             grid={"sparse_init": INITS, "density": MAIN_DENSITIES, "bn": ["batch", "task"]},
             lines="bn",
         ),
     ]
 }
+
+
+# Every table and figure, once: which experiment's runs build it, its file and its notebook.
+ARTIFACTS: dict[str, Artifact] = {
+    a.name: a
+    for a in [
+        Artifact("table1", "cifar100-20", "table1_cifar100_20tasks", "analysis_tables"),
+        Artifact("table2", "miniimagenet-10", "table2_miniimagenet_10tasks", "analysis_tables"),
+        Artifact("table3", "cifar100-10", "table3_cifar100_10tasks", "analysis_tables"),
+        Artifact("table4", "cifar100-5", "table4_cifar100_5tasks", "analysis_tables"),
+        Artifact("findings", "adaptive", "findings", "analysis_tables"),
+        Artifact("figure2", "cifar100-20", "figure2_cifar100_20tasks", "analysis_figures"),
+        Artifact("figure3", "miniimagenet-10", "figure3_miniimagenet_10tasks", "analysis_figures"),
+        Artifact("figure4", "cifar100-10", "figure4_cifar100_10tasks", "analysis_figures"),
+        Artifact("figure5", "cifar100-5", "figure5_cifar100_5tasks", "analysis_figures"),
+        Artifact("figure6", "adaptive", "figure6_adaptive", "analysis_adaptive"),
+        Artifact("figureA", "update-frequency", "figureA_update_frequency", "analysis_appendix"),
+        Artifact("figureB", "sparsity", "figureB_sparsity", "analysis_appendix"),
+        Artifact("figureC", "mobilenetv2", "figureC_mobilenetv2", "analysis_appendix"),
+        Artifact("figureD", "vgg", "figureD_vgg", "analysis_appendix"),
+        Artifact("figureBN", "batchnorm", "figureBN_batchnorm", "analysis_appendix"),
+        Artifact("capacity", "cifar100-10", "capacity", "analysis_capacity"),
+    ]
+}
+
+
+def artifacts_of(notebook: str) -> dict[str, Artifact]:
+    """The artifacts one analysis notebook builds, by name, in registry order."""
+    return {name: a for name, a in ARTIFACTS.items() if a.notebook == notebook}
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,13 @@ def test_the_authors_flag_and_value_names_are_accepted():
     assert (cfg.arch, cfg.drop, cfg.drop_fraction, cfg.growth, cfg.sparse_init, cfg.dataset) == (
         "vgg", "magnitude", 0.3, "unfired", "ERK", "miniimagenet")
     assert Config(growth="0:random_unfired,5:gradient").growth == "0:unfired,5:gradient"
+
+
+def test_a_criterion_registered_after_import_validates():
+    from cldst.sparse import register_drop, register_growth
+
+    with pytest.raises(ConfigError, match="growth 'later_growth' is not one of"):
+        Config(growth="later_growth").validate()
+    register_growth("later_growth")(lambda n, candidates, ctx: candidates)
+    register_drop("later_drop")(lambda n, active, weight: active)
+    Config(growth="0:random,3:later_growth", drop="later_drop").validate()

@@ -60,20 +60,19 @@ from cldst.analysis.tables import (
     tables_markdown,
 )
 from cldst.collect import collect
-from cldst.experiments import get_profile
+from cldst.errors import one_line
+from cldst.experiments import ARTIFACTS, get_profile
 from cldst.paths import NOTEBOOKS_DIR, runs_dir
 
 log = logging.getLogger(__name__)
 
-CAPACITY_EXPERIMENT, CAPACITY_DENSITY = "cifar100-10", 0.2  # the capacity notebook's defaults
-# Each analysis notebook and the experiments it draws on: it runs when any of them has runs.
-NOTEBOOKS: dict[str, list[str]] = {
-    "analysis_tables": [a.experiment for a in TABLES.values()] + [ADAPTIVE_FIGURE.experiment],
-    "analysis_figures": [a.experiment for a in MAIN_FIGURES.values()],
-    "analysis_adaptive": [ADAPTIVE_FIGURE.experiment],
-    "analysis_appendix": [a.experiment for a in APPENDIX_FIGURES.values()],
-    "analysis_capacity": [CAPACITY_EXPERIMENT],
-}
+CAPACITY_EXPERIMENT, CAPACITY_DENSITY = ARTIFACTS["capacity"].experiment, 0.2  # the capacity notebook's defaults
+# Each analysis notebook and the experiments it draws on (from the registry): it runs when any has runs.
+NOTEBOOKS: dict[str, list[str]] = {}
+for _artifact in ARTIFACTS.values():
+    NOTEBOOKS.setdefault(_artifact.notebook, [])
+    if _artifact.experiment not in NOTEBOOKS[_artifact.notebook]:
+        NOTEBOOKS[_artifact.notebook].append(_artifact.experiment)
 
 
 def load_runs(profile: str = "paper", runs_root: str | Path = "") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -94,14 +93,6 @@ def missing_report(runs: pd.DataFrame, profile: str, where: str = "") -> list[st
         notes.append(f"findings: no runs of the main experiments or of {ADAPTIVE_FIGURE.experiment} "
                      f"(profile {profile}){where}")
     return [n for n in notes if n]
-
-
-def _one_line(exc: BaseException) -> str:
-    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)  # papermill's execution error
-    if ename:
-        return f"{ename}: {evalue}"
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[-1] if text else ''}"
 
 
 def build_all(profile: str = "paper", root: str | Path | None = None, *, out_dir: str | Path | None = None,
@@ -127,7 +118,7 @@ def build_all(profile: str = "paper", root: str | Path | None = None, *, out_dir
             notebook.execute(NOTEBOOKS_DIR / f"{name}.ipynb", target, {"profile": profile, "runs_root": str(root)},
                              cwd=out, kernel_name=kernel_name)
         except Exception as exc:  # one failing notebook must not stop the others; say which and why
-            lines.append(f"{name}: notebook failed: {_one_line(exc)} (see {target})")
+            lines.append(f"{name}: notebook failed: {one_line(exc)} (see {target})")
     return lines
 
 

@@ -29,7 +29,7 @@ from cldst.analysis.paper import (
     profile_note,
     select_runs,
 )
-from cldst.experiments import GROWTHS, get_experiment
+from cldst.experiments import ARTIFACTS, GROWTHS, get_experiment
 from cldst.paths import figures_dir
 from cldst.plotting import INIT_COLORS, growth_color
 
@@ -371,21 +371,21 @@ def build_capacity(runs: pd.DataFrame, curves: pd.DataFrame, profile: str = "pap
     sel_curves = select_runs(curves, experiment, profile)
     sel_curves = sel_curves[sel_curves["run_id"].isin(sel_runs["run_id"])]
     what = f"{get_experiment(experiment).title}, {value_label('density', density)}"
-    figs, notes = {}, []
+    figs, notes, stem = {}, [], ARTIFACTS["capacity"].stem
 
     def keep(name: str, fig: Figure) -> None:  # saved at once: a later failure must not lose it
         figs[name] = fig
         save_figure(fig, out_dir, output_stem(name, profile))
 
-    keep("capacity_used_total", plot_capacity_total(sel_curves, f"Backbone capacity: {what}\n{profile_note(profile)}"))
+    keep(f"{stem}_used_total", plot_capacity_total(sel_curves, f"Backbone capacity: {what}\n{profile_note(profile)}"))
     capacity = load_capacity(sel_runs)
     if capacity.empty:
         notes.append(f"capacity per layer: no capacity.csv in the runs of {experiment}")
     else:
-        keep("capacity_used_layers", plot_capacity_layers(
+        keep(f"{stem}_used_layers", plot_capacity_layers(
             capacity, f"Backbone use per layer after each task: {what}\n{profile_note(profile)}"))
     matrices, missing = mask_overlaps(sel_runs)
     notes += missing
     if matrices:
-        keep("capacity_overlap", plot_overlap(matrices, f"Mask overlap between tasks: {what}\n{profile_note(profile)}"))
+        keep(f"{stem}_overlap", plot_overlap(matrices, f"Mask overlap between tasks: {what}\n{profile_note(profile)}"))
     return figs, notes

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cldst.analysis.paper import ADAPTIVE_FIGURE, output_stem, paper_numbers, profile_note, select_runs
-from cldst.experiments import ADAPTIVE, CAPACITY_POLICY, CAPACITY_THRESHOLD
+from cldst.experiments import ADAPTIVE, ARTIFACTS, CAPACITY_POLICY, CAPACITY_THRESHOLD
 from cldst.paths import tables_dir
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def build_findings(cells: pd.DataFrame, runs: pd.DataFrame, profile: str = "pape
     out = Path(out_dir) if out_dir is not None else tables_dir()
     out.mkdir(parents=True, exist_ok=True)
     table = check_findings(cells, select_runs(runs, ADAPTIVE_FIGURE.experiment, profile))
-    stem = output_stem("findings", profile)
+    stem = output_stem(ARTIFACTS["findings"].stem, profile)
     table.to_csv(out / f"{stem}.csv", index=False)
     (out / f"{stem}.md").write_text(findings_markdown(table, profile))
     log.info("wrote %s.{csv,md} into %s", stem, out)

@@ -1,7 +1,7 @@
-"""The paper's artifacts: which experiment builds which table/figure, file names, and the paper's numbers.
+"""The paper's artifacts as the builders see them, file names, and the paper's numbers.
 
-Every table and figure of the paper is an `Artifact`: the experiment of `cldst.experiments` whose runs
-build it and the file stem it is written under. Outputs of a profile other than "paper" carry the
+Which experiment builds which table or figure, its file stem and its notebook are registered once, in
+`cldst.experiments.ARTIFACTS`; this module groups them for the builders. Outputs of a profile other than "paper" carry the
 profile as a prefix (`smoke_table1_cifar100_20tasks.csv`) so they can never be mistaken for paper
 numbers. `paper_numbers()` reads Tables 1-4 as the paper printed them (cldst/reference/paper_tables.csv).
 """
@@ -9,54 +9,18 @@ numbers. `paper_numbers()` reads Tables 1-4 as the paper printed them (cldst/ref
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 import pandas as pd
 
 from cldst.errors import ConfigError, DataError
-from cldst.experiments import get_experiment, get_profile
+from cldst.experiments import ARTIFACTS, Artifact, artifacts_of, get_experiment, get_profile
 from cldst.paths import REFERENCE_DIR
 
-
-@dataclass(frozen=True)
-class Artifact:
-    name: str  # the paper's name: "table1", "figure2", "figureA", or "capacity" (ours)
-    experiment: str  # registry name in cldst.experiments, e.g. "cifar100-20"
-    stem: str  # output file name without extension (and without the profile prefix)
-    title: str  # what the scenario is, for captions
-
-
-TABLES: dict[str, Artifact] = {
-    a.name: a
-    for a in [
-        Artifact("table1", "cifar100-20", "table1_cifar100_20tasks", "20-task CIFAR-100"),
-        Artifact("table2", "miniimagenet-10", "table2_miniimagenet_10tasks", "10-task miniImageNet"),
-        Artifact("table3", "cifar100-10", "table3_cifar100_10tasks", "10-task CIFAR-100"),
-        Artifact("table4", "cifar100-5", "table4_cifar100_5tasks", "5-task CIFAR-100"),
-    ]
-}
-MAIN_FIGURES: dict[str, Artifact] = {
-    a.name: a
-    for a in [
-        Artifact("figure2", "cifar100-20", "figure2_cifar100_20tasks", "20-task CIFAR-100"),
-        Artifact("figure3", "miniimagenet-10", "figure3_miniimagenet_10tasks", "10-task miniImageNet"),
-        Artifact("figure4", "cifar100-10", "figure4_cifar100_10tasks", "10-task CIFAR-100"),
-        Artifact("figure5", "cifar100-5", "figure5_cifar100_5tasks", "5-task CIFAR-100"),
-    ]
-}
-ADAPTIVE_FIGURE = Artifact("figure6", "adaptive", "figure6_adaptive", "adaptive growth, 10-task CIFAR-100, ERK, 90% sparsity")
-APPENDIX_FIGURES: dict[str, Artifact] = {
-    a.name: a
-    for a in [
-        Artifact("figureA", "update-frequency", "figureA_update_frequency",
-                 "topology update frequency, 10-task CIFAR-100, random growth"),
-        Artifact("figureB", "sparsity", "figureB_sparsity", "sparsity 70/85/99%, 10-task CIFAR-100"),
-        Artifact("figureC", "mobilenetv2", "figureC_mobilenetv2", "MobileNetV2, 10-task CIFAR-100"),
-        Artifact("figureD", "vgg", "figureD_vgg", "VGG-like, 10-task CIFAR-100"),
-        Artifact("figureBN", "batchnorm", "figureBN_batchnorm",  # ours, not the paper's
-                 "beyond the paper: BatchNorm with test-batch statistics vs one per task, 10-task CIFAR-100, random growth"),
-    ]
-}
+# Views of cldst.experiments.ARTIFACTS (the one registry) that the builders iterate over.
+TABLES: dict[str, Artifact] = {n: a for n, a in artifacts_of("analysis_tables").items() if n.startswith("table")}
+MAIN_FIGURES: dict[str, Artifact] = artifacts_of("analysis_figures")
+ADAPTIVE_FIGURE: Artifact = ARTIFACTS["figure6"]
+APPENDIX_FIGURES: dict[str, Artifact] = artifacts_of("analysis_appendix")
 PAPER_COLUMNS = ["table", "dataset", "num_tasks", "sparse_init", "growth", "sparsity", "metric", "mean", "std"]
 
 

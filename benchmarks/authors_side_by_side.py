@@ -206,7 +206,8 @@ def run_cldst(data_path: Path, init: str, growth: str, seed: int, preset_name: s
                  **SETTING, **overrides)
     result = train_continual(cfg, dataset=ds)
     final = result.acc_matrix[-1]
-    out = {"final_acc": final.tolist(), "acc": float(np.mean(final)),
+    out = {"final_acc": final.tolist(), "acc": float(np.mean(final)), "train_seconds": sum(result.task_seconds),
+           "eval_seconds": result.eval_seconds,
            **mask_statistics(result.sparsity.masks, "head.weight")}
     trainable = [u.get("trainable_share") for u in result.updates]
     if trainable and trainable[0] is not None:
@@ -351,6 +352,39 @@ def ablation_report(args) -> str:
     return text
 
 
+def timing(args) -> None:
+    """Whole-run wall time of each side, alternating, one run at a time with torch's default threads
+    (run it on an otherwise idle machine); results are not cached."""
+    out = Path(args.out) / "timing"
+    out.mkdir(parents=True, exist_ok=True)
+    if not (Path(args.out) / "images.pt").exists():
+        export_images(Path(args.out) / "images.pt")
+    walls: dict[str, list[float]] = {"authors": [], "cldst": []}
+    parts = []
+    for i in range(args.timing):
+        for side in ("authors", "cldst"):
+            path = out / f"{side}-{i}.json"
+            path.unlink(missing_ok=True)
+            workdir = out / f"work-{side}-{i}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, str(Path(__file__).resolve()), "_one", "--side", side, "--setting",
+                   args.settings[0], "--seed", "0", "--data", str(Path(args.out) / "images.pt"), "--result", str(path),
+                   "--authors", str(args.authors), "--overrides", "{}"]
+            start = time.perf_counter()
+            with open(workdir / "log.txt", "w") as log:
+                subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, check=True)
+            walls[side].append(time.perf_counter() - start)
+            if side == "cldst":
+                parts.append(json.loads(path.read_text()))
+    a, c = np.median(walls["authors"]), np.median(walls["cldst"])
+    print(f"wall time per run ({args.settings[0]}, seed 0, {args.timing} alternating runs each, median): "
+          f"authors {a:.1f} s, cldst {c:.1f} s, ratio {a / c:.2f}x")
+    train = np.median([r["train_seconds"] for r in parts])
+    evaluate = np.median([r["eval_seconds"] for r in parts])
+    print(f"cldst's run: {train:.1f} s training, {evaluate:.1f} s evaluating, "
+          f"{c - train - evaluate:.1f} s start-up (interpreter, imports, data) and record")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command")
@@ -368,6 +402,8 @@ def main(argv=None) -> None:
     p.add_argument("--tag", default="", help="suffix of cldst's result files (to compare variants)")
     p.add_argument("--overrides", default="", help="JSON of Config fields changed on cldst's side")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--timing", type=int, default=0, metavar="N",
+                   help="only time N alternating runs of each side (first setting, seed 0), one at a time")
     p.add_argument("--ablations", action="store_true",
                    help="also run the preset with each of the authors' behaviours switched back, one at a time")
     args = p.parse_args(argv)
@@ -377,6 +413,9 @@ def main(argv=None) -> None:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.settings = args.settings.split(",")
     args.sides = args.sides.split(",")
+    if args.timing:
+        timing(args)
+        return
     if not args.report_only:
         if "authors" in args.sides and (args.authors is None or not (args.authors / "cifar100.py").is_file()):
             raise SystemExit("--authors must name a clone of muratonuryildirim/CL-with-DST (with cifar100.py)")

@@ -24,6 +24,7 @@ from cldst.collect import collect  # noqa: E402
 from cldst.config import Config  # noqa: E402
 from cldst.errors import ConfigError  # noqa: E402
 from cldst.plotting import GROWTH_COLORS  # noqa: E402
+from cldst.stats import t_ppf  # noqa: E402
 
 T = 10
 
@@ -200,43 +201,125 @@ def test_paper_numbers_and_unknown_table():
 
 
 # ---------------------------------------------------------------- findings
-def acc_cells(rows) -> pd.DataFrame:
+def acc_cells(rows, std=1.0, n=3) -> pd.DataFrame:
     return pd.DataFrame([{"table": t, "sparse_init": i, "growth": g, "sparsity": s, "metric": "ACC", "mean": m,
-                          "std": 1.0} for t, i, g, s, m in rows])
+                          "std": std, "n": n} for t, i, g, s, m in rows])
 
 
-def test_finding_I_flips_with_the_data():
+def test_contrast_interval_by_hand():
+    # 70 - 60, each cell std 2 over 3 seeds: SE^2 = 4/3 + 4/3 = 8/3, df = (8/3)^2 / (2 (4/3)^2 / 2) = 4,
+    # t(0.975, 4) = 2.7764451: half-width 2.7764451 * sqrt(8/3) = 4.533916
+    effect, low, high = fnd.contrast([70, 60], [2, 2], [3, 3], [1, -1])
+    assert effect == 10 and low == pytest.approx(5.466084, abs=1e-5) and high == pytest.approx(14.533916, abs=1e-5)
+    assert fnd.verdict(low, high, 3) == "holds"
+    effect, low, high = fnd.contrast([60, 70], [2, 2], [3, 3], [1, -1])
+    assert fnd.verdict(low, high, 3) == "reversed"
+    effect, low, high = fnd.contrast([61, 60], [2, 2], [3, 3], [1, -1])
+    assert (low < 0 < high) and fnd.verdict(low, high, 3) == "inconclusive"
+    effect, low, high = fnd.contrast([70, 60], [float("nan"), float("nan")], [1, 1], [1, -1])
+    assert effect == 10 and math.isnan(low) and fnd.verdict(low, high, 1) == "inconclusive"  # one seed: no interval
+    assert fnd.verdict(float("nan"), float("nan"), 0) == fnd.NOT_ENOUGH
+    # unequal variances: Welch-Satterthwaite df = (1/3 + 3)^2 / ((1/3)^2 / 2 + 3^2 / 2) = 1.2195...
+    effect, low, high = fnd.contrast([5, 0], [1, 3], [3, 3], [1, -1])
+    df = (1 / 3 + 3) ** 2 / ((1 / 3) ** 2 / 2 + 3**2 / 2)
+    assert (high - low) / 2 == pytest.approx(t_ppf(0.975, df) * math.sqrt(10 / 3))
+
+
+def test_bootstrap_without_spread_is_the_point_and_with_spread_covers_it():
+    cells = pd.DataFrame({"mean": [10.0, 4.0], "std": [0.0, 0.0], "n": [3, 3]})
+    assert fnd.bootstrap(cells, lambda m: m[0] - m[1]) == (6.0, 6.0, 6.0)
+    noisy = cells.assign(std=[3.0, 3.0])
+    effect, low, high = fnd.bootstrap(noisy, lambda m: m[0] - m[1])
+    # the difference of two means with SE sqrt(3) each: 95% of N(6, 6) lies within 6 +- 4.80
+    assert effect == 6.0 and low == pytest.approx(1.2, abs=0.3) and high == pytest.approx(10.8, abs=0.3)
+    assert fnd.bootstrap(noisy, lambda m: m[0] - m[1]) == (effect, low, high)  # seeded: the same twice
+
+
+def test_finding_I_effect_and_interval_by_hand():
     erk_wins = acc_cells([("t", "ERK", "random", 0.8, 70), ("t", "ERK", "gradient", 0.8, 72),
                           ("t", "uniform", "random", 0.8, 60), ("t", "uniform", "gradient", 0.8, 61)])
-    check = fnd.erk_beats_uniform(erk_wins)
-    assert check.holds is True and "+10.50 pp" in check.evidence  # (10 + 11) / 2
-    erk_loses = erk_wins.assign(sparse_init=erk_wins.sparse_init.map({"ERK": "uniform", "uniform": "ERK"}))
-    check = fnd.erk_beats_uniform(erk_loses)
-    assert check.holds is False and "-10.50 pp" in check.evidence
-    assert fnd.erk_beats_uniform(erk_wins[erk_wins.sparse_init == "ERK"]).holds == fnd.NOT_ENOUGH
-    assert fnd.erk_beats_uniform(erk_wins.assign(sparsity=0.95)).holds == fnd.NOT_ENOUGH  # not a low sparsity
+    est = fnd.erk_beats_uniform(erk_wins)
+    # (10 + 11) / 2; SE^2 = 4 * (1/2)^2 * 1/3 = 1/3, df = (1/3)^2 / (4 (1/12)^2 / 2) = 8, t = 2.306004
+    assert est.effect == 10.5 and est.seeds == 3
+    assert (est.low, est.high) == pytest.approx((10.5 - 2.306004 / math.sqrt(3), 10.5 + 2.306004 / math.sqrt(3)), abs=1e-5)
+    assert est.verdict == "holds" and "2 paired cells (80%: +10.50)" in est.evidence
+    swapped = erk_wins.assign(sparse_init=erk_wins.sparse_init.map({"ERK": "uniform", "uniform": "ERK"}))
+    assert fnd.erk_beats_uniform(swapped).verdict == "reversed"
+    assert fnd.erk_beats_uniform(erk_wins.assign(std=20.0)).verdict == "inconclusive"
+    assert fnd.erk_beats_uniform(erk_wins[erk_wins.sparse_init == "ERK"]).verdict == fnd.NOT_ENOUGH
+    assert fnd.erk_beats_uniform(erk_wins.assign(sparsity=0.95)).verdict == fnd.NOT_ENOUGH  # not a low sparsity
 
 
-def test_findings_II_III_IV_flip_with_the_data():
+def test_findings_II_and_III_verdicts_flip_with_the_data():
     steady = acc_cells([("t", "uniform", g, 0.95, m) for g, m in [("random", 70), ("gradient", 71), ("momentum", 72)]]
-                       + [("t", "ERK", g, 0.95, m) for g, m in [("random", 60), ("gradient", 70), ("momentum", 80)]])
-    check = fnd.uniform_steadier(steady)
-    assert check.holds is True and "uniform 1.00 vs ERK 10.00" in check.evidence
+                       + [("t", "ERK", g, 0.95, m) for g, m in [("random", 60), ("gradient", 70), ("momentum", 80)]],
+                       std=0.0)
+    est = fnd.uniform_steadier(steady)
+    assert (est.effect, est.low, est.high, est.verdict) == (9.0, 9.0, 9.0, "holds")  # std 10 - std 1
+    assert "uniform 1.00 vs ERK 10.00" in est.evidence
     swapped = steady.assign(sparse_init=steady.sparse_init.map({"ERK": "uniform", "uniform": "ERK"}))
-    assert fnd.uniform_steadier(swapped).holds is False
+    assert fnd.uniform_steadier(swapped).verdict == "reversed"
 
     varies = acc_cells([("t", "uniform", "random", 0.8, 70), ("t", "uniform", "gradient", 0.8, 60),
-                        ("t", "ERK", "random", 0.8, 60), ("t", "ERK", "gradient", 0.8, 70)])
-    check = fnd.best_growth_varies(varies)
-    assert check.holds is True and "uniform 80%: random, ERK 80%: gradient (2 distinct)" in check.evidence
+                        ("t", "ERK", "random", 0.8, 62), ("t", "ERK", "gradient", 0.8, 70)], std=0.0)
+    est = fnd.best_growth_varies(varies)
+    # overall best: random (66 vs 65); it costs ERK 80% 70 - 62 = 8 points
+    assert (est.effect, est.verdict) == (8.0, "holds")
+    assert "uniform 80%: random, ERK 80%: gradient (2 distinct)" in est.evidence
     constant = varies.assign(mean=[70, 60, 70, 60])
-    assert fnd.best_growth_varies(constant).holds is False
-    assert fnd.best_growth_varies(varies[varies.sparse_init == "ERK"]).holds == fnd.NOT_ENOUGH
+    assert fnd.best_growth_varies(constant).effect == 0.0
+    assert fnd.best_growth_varies(constant).verdict == "inconclusive"  # [0, 0]: never reversed, it is >= 0
+    assert fnd.best_growth_varies(varies.assign(std=8.0)).verdict == "inconclusive"
+    assert fnd.best_growth_varies(varies[varies.sparse_init == "ERK"]).verdict == fnd.NOT_ENOUGH
 
-    runs = pd.DataFrame({"growth": ["random", "gradient", fnd.ADAPTIVE], "acc": [75.0, 78.0, 80.0]})
-    assert fnd.adaptive_beats_fixed(runs).holds is True
-    assert fnd.adaptive_beats_fixed(runs.assign(acc=[75.0, 78.0, 77.0])).holds is False
-    assert fnd.adaptive_beats_fixed(runs.iloc[:2]).holds == fnd.NOT_ENOUGH
+
+def adaptive_runs(accs: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"growth": g, "acc": a, "seed": s} for g, values in accs.items() for s, a in enumerate(values)])
+
+
+def test_findings_IV_V_VI_from_runs():
+    runs = adaptive_runs({"random": [70, 71, 72], "gradient": [74, 75, 76], fnd.ADAPTIVE: [80, 81, 82],
+                          fnd.CAPACITY_POLICY: [79, 81, 83]})
+    iv = fnd.adaptive_beats_fixed(runs)
+    # against the better fixed one (gradient, 75): 81 - 75 = 6, both std 1 over 3: SE^2 = 2/3, df 4
+    assert iv.effect == 6 and iv.verdict == "holds" and "(effect against gradient)" in iv.evidence
+    assert iv.high - iv.low == pytest.approx(2 * 2.7764451 * math.sqrt(2 / 3), abs=1e-5)
+    assert fnd.adaptive_beats_fixed(runs.assign(acc=runs.acc.where(runs.growth != fnd.ADAPTIVE, 60))).verdict == "reversed"
+    assert fnd.adaptive_beats_fixed(runs[runs.growth != "random"]).verdict == fnd.NOT_ENOUGH
+    v = fnd.capacity_beats_fixed_switch(runs)
+    assert v.effect == 0 and v.verdict == "inconclusive"
+    bn = pd.DataFrame([{"sparse_init": i, "density": d, "bn": b, "acc": a + {"task": 3, "batch": 0}[b] + e, "seed": k}
+                       for i, d, a in [("ERK", 0.1, 50), ("uniform", 0.2, 40)] for b in ("task", "batch")
+                       for k, e in enumerate([-1, 0, 1])])
+    vi = fnd.task_bn_beats_batch_bn(bn)
+    assert vi.effect == pytest.approx(3.0) and vi.verdict == "holds" and vi.seeds == 3
+    assert fnd.task_bn_beats_batch_bn(bn[bn.bn == "task"]).verdict == fnd.NOT_ENOUGH
+
+
+def test_the_paper_verdicts_come_from_its_tables():
+    est = fnd.erk_beats_uniform(analysis.paper_numbers("table3"), sparsities=(0.8,))
+    # ERK: 74.61, 74.86, 70.63, 69.51 (mean 72.4025); uniform: 58.04, 56.03, 63.29, 62.92 (mean 60.07)
+    assert est.effect == pytest.approx(12.3325) and est.seeds == fnd.PAPER_SEEDS and est.verdict == "holds"
+    empty = pd.DataFrame(columns=["table", "sparse_init", "growth", "sparsity", "metric", "mean", "std", "n"])
+    table = fnd.check_findings(empty, pd.DataFrame())
+    assert list(table.columns) == fnd.FINDING_COLUMNS
+    assert list(table["paper_verdict"]) == ["holds", "holds", "holds", "stated", "n/a", "n/a"]
+    assert list(table["verdict"]) == [fnd.NOT_ENOUGH] * 6
+
+
+def test_build_findings_on_collected_runs(collected, built_tables, tmp_path):
+    _, runs, _ = collected
+    _, tables, _ = built_tables
+    table = analysis.build_findings(analysis.all_cells(tables), runs, "smoke", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke_findings.csv", "smoke_findings.md"]
+    by = table.set_index("finding")
+    # ERK random 62 (2 seeds) vs uniform random 53 (3 seeds) at 80%: the only paired cell
+    assert by.loc["I", "effect"] == 9.0 and by.loc["I", "seeds"] == 2
+    assert by.loc["II", "verdict"] == fnd.NOT_ENOUGH  # one growth per init at 95%
+    assert by.loc["IV", "effect"] == 3.0 and by.loc["IV", "verdict"] == "inconclusive"  # one seed each
+    assert by.loc["V", "evidence"] == "ACC switch at 60% free 74.00 vs fixed switch 75.00 (switched at task 4)"
+    assert len(pd.read_csv(tmp_path / "smoke_findings.csv")) == 6
+    assert "**inconclusive**" in (tmp_path / "smoke_findings.md").read_text()
 
 
 def test_a_capacity_policy_that_never_switched_says_so(tmp_path):
@@ -247,40 +330,13 @@ def test_a_capacity_policy_that_never_switched_says_so(tmp_path):
         write_record(tmp_path / "runs", cfg, acc=acc,
                      growth_per_task=per_task or (["random"] * T if growth == fnd.CAPACITY_POLICY else None))
     runs, curves = collect(tmp_path / "runs")
-    assert fnd.adaptive_beats_fixed(runs).evidence == ("ACC adaptive 75.00 vs random 70.00, gradient 72.00; "
-                                                       "switch at 60% free: 70.00 (never switched)")
+    assert fnd.capacity_beats_fixed_switch(runs).evidence.endswith("(never switched)")
     fig, _ = analysis.build_adaptive_figure(curves, runs, "smoke", tmp_path)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels[-1] == "switch at 60% free (never switched)"
     verticals = [line.get_xdata()[0] for line in fig.axes[0].get_lines() if line.get_gid() == "switch"]
     assert verticals == [6]  # the paper's switch only
     plt.close("all")
-
-
-def test_the_checks_hold_on_the_papers_own_numbers():
-    check = fnd.erk_beats_uniform(analysis.paper_numbers("table3"), sparsities=(0.8,))
-    # ERK: 74.61, 74.86, 70.63, 69.51 (mean 72.4025); uniform: 58.04, 56.03, 63.29, 62.92 (mean 60.07)
-    assert check.holds is True and "+12.33 pp" in check.evidence
-    table = fnd.check_findings(pd.DataFrame(columns=["table", "sparse_init", "growth", "sparsity", "metric", "mean", "std"]),
-                         pd.DataFrame())
-    assert list(table["paper"]) == [True, True, True, "n/a"]
-    assert list(table["holds"]) == [fnd.NOT_ENOUGH] * 4
-
-
-def test_build_findings_on_collected_runs(collected, built_tables, tmp_path):
-    _, runs, _ = collected
-    _, tables, _ = built_tables
-    table = analysis.build_findings(analysis.all_cells(tables), runs, "smoke", tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke_findings.csv", "smoke_findings.md"]
-    assert list(table.columns) == ["finding", "statement", "evidence", "holds", "paper_evidence", "paper"]
-    by = table.set_index("finding")
-    assert by.loc["I", "holds"] is True  # ERK random 62 vs uniform random 53 at 80%: the only paired cell
-    assert "+9.00 pp" in by.loc["I", "evidence"]
-    assert by.loc["II", "holds"] == fnd.NOT_ENOUGH  # one growth per init at 95%
-    assert by.loc["IV", "holds"] is True
-    assert by.loc["IV", "evidence"] == ("ACC adaptive 75.00 vs random 70.00, gradient 72.00; "
-                                        "switch at 60% free: 74.00 (switched at task 4)")
-    assert len(pd.read_csv(tmp_path / "smoke_findings.csv")) == 4
 
 
 # ---------------------------------------------------------------- figures

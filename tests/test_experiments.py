@@ -60,5 +60,21 @@ def test_every_smoke_run_gets_topology_updates():
 def test_unknown_names():
     with pytest.raises(ConfigError, match="experiment 'table9' is not one of: cifar100-20"):
         experiments.configs("table9")
-    with pytest.raises(ConfigError, match="profile 'huge' is not one of: paper, smoke"):
+    with pytest.raises(ConfigError, match="profile 'huge' is not one of: paper, cpu, smoke"):
         experiments.configs("adaptive", "huge")
+    with pytest.raises(ConfigError, match="profile 'cpu' is sized for experiments cifar100-10, adaptive, batchnorm, "
+                                          "not 'vgg'"):
+        experiments.configs("vgg", "cpu")
+
+
+def test_cpu_profile_runs_validate_and_every_one_updates_its_topology():
+    """The cpu profile carries the findings: 3 seeds of the three experiments behind them, and every
+    run does dynamic sparse training (no task shorter than its update frequency)."""
+    cfgs = experiments.all_configs("cpu")
+    assert experiments.experiments_of("cpu") == ["cifar100-10", "adaptive", "batchnorm"]
+    assert len(cfgs) == (24 + 4 + 12) * 3 and {c.seed for c in cfgs} == {0, 1, 2}
+    assert {c.dataset for c in cfgs} == {"synth100"} and {c.variant for c in cfgs} == {"authors"}
+    for cfg in {(c.num_tasks, c.update_frequency, c.batch_size, c.train_per_class, c.epochs): c for c in cfgs}.values():
+        trainer = Trainer(cfg)
+        steps = trainer.steps_per_task(0)
+        assert trainer.topology_warning() is None and steps // cfg.update_frequency >= 5, (steps, cfg.update_frequency)

@@ -13,7 +13,7 @@ import itertools
 import pandas as pd
 
 from cldst.errors import ConfigError, DataError
-from cldst.experiments import ARTIFACTS, Artifact, artifacts_of, get_experiment, get_profile
+from cldst.experiments import ARTIFACTS, PROFILES, Artifact, artifacts_of, get_experiment, get_profile
 from cldst.paths import REFERENCE_DIR
 
 # Views of cldst.experiments.ARTIFACTS (the one registry) that the builders iterate over.
@@ -36,12 +36,8 @@ def comparable(profile: str) -> bool:
 
 def profile_note(profile: str) -> str:
     """One line saying what the numbers are; smoke results must never pass for CIFAR numbers."""
-    if profile == "paper":
-        return "paper profile (the paper's datasets, ResNet-18 width 64, the paper's epochs)"
-    if profile == "smoke":
-        return ("SMOKE PROFILE: embedded synth100 data, tiny network, 2 epochs; "
-                "not comparable to the paper's CIFAR-100/miniImageNet numbers")
-    return f"profile '{profile}': not the paper's setup; not comparable to the paper's numbers"
+    note = get_profile(profile).note if profile in PROFILES else ""
+    return note or f"profile '{profile}': not the paper's setup; not comparable to the paper's numbers"
 
 
 def select_runs(df: pd.DataFrame, experiment: str, profile: str) -> pd.DataFrame:

@@ -68,10 +68,11 @@ class Artifact:
     experiment: str  # the EXPERIMENTS entry whose runs it shows (findings also read the main experiments')
     stem: str  # output file name without extension (capacity writes capacity_<part>)
     notebook: str  # notebooks/<notebook>.ipynb builds it
+    caption: str = ""  # what it shows, when that is not its experiment's title
 
     @property
     def title(self) -> str:
-        return EXPERIMENTS[self.experiment].title
+        return self.caption or EXPERIMENTS[self.experiment].title
 
 
 def _main(name: str, title: str, dataset: str, tasks: int, epochs: int) -> Experiment:
@@ -141,7 +142,8 @@ ARTIFACTS: dict[str, Artifact] = {
         Artifact("table2", "miniimagenet-10", "table2_miniimagenet_10tasks", "analysis_tables"),
         Artifact("table3", "cifar100-10", "table3_cifar100_10tasks", "analysis_tables"),
         Artifact("table4", "cifar100-5", "table4_cifar100_5tasks", "analysis_tables"),
-        Artifact("findings", "adaptive", "findings", "analysis_tables"),
+        Artifact("findings", "adaptive", "findings", "analysis_tables",
+                 "the paper's four findings and two of ours, with 95% intervals over seeds"),
         Artifact("figure2", "cifar100-20", "figure2_cifar100_20tasks", "analysis_figures"),
         Artifact("figure3", "miniimagenet-10", "figure3_miniimagenet_10tasks", "analysis_figures"),
         Artifact("figure4", "cifar100-10", "figure4_cifar100_10tasks", "analysis_figures"),
@@ -152,7 +154,8 @@ ARTIFACTS: dict[str, Artifact] = {
         Artifact("figureC", "mobilenetv2", "figureC_mobilenetv2", "analysis_appendix"),
         Artifact("figureD", "vgg", "figureD_vgg", "analysis_appendix"),
         Artifact("figureBN", "batchnorm", "figureBN_batchnorm", "analysis_appendix"),
-        Artifact("capacity", "cifar100-10", "capacity", "analysis_capacity"),
+        Artifact("capacity", "cifar100-10", "capacity", "analysis_capacity",
+                 "backbone capacity and reuse, 10-task CIFAR-100"),
     ]
 }
 

@@ -93,7 +93,7 @@ def test_the_page_renders_in_a_real_browser(built, tmp_path):
         assert page.title() == "cldst: figures, tables and findings"
         assert page.locator("section").count() == len(ARTIFACTS)
         images = page.locator("img")
-        assert images.count() == 5  # figures 4 and 2, two capacity parts, and... one per built figure
+        assert images.count() == 4  # figure 4 (cpu), figure 2 (smoke), the two capacity parts
         page.wait_for_load_state("load")
         widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
         assert all(w > 0 for w in widths), widths  # every image loaded

@@ -112,7 +112,7 @@ def build_report(*, figures: str | Path | None = None, tables: str | Path | None
             made += "; also built by: " + ", ".join(
                 f'<a href="{html.escape(versions[p]["figures"][0].name) if versions[p]["figures"] else ""}">{p}</a>'
                 for p in others)
-        body = [f'<img src="{html.escape(p.name)}" alt="{artifact.name} ({profile})" loading="lazy">'
+        body = [f'<img src="{html.escape(p.name)}" alt="{artifact.name} ({profile})">'
                 for p in versions[profile]["figures"]]
         body += [f'<div class="table">{markdown_html(p.read_text())}</div>' for p in versions[profile]["tables"]]
         index.append(f'<li><a href="#{anchor}">{artifact.name}</a> <span class="profile">{profile}</span></li>')

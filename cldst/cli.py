@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Interrupted as exc:  # the sweep ended its workers and kernels; say what is left
+        _ignore_signals()  # a second Ctrl-C while the interpreter exits would print a traceback
         print(exc, file=sys.stderr)
         return 128 + exc.signum
     except CldstError as exc:
@@ -210,8 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # before or after a sweep's own handling (loading data, collecting)
+        _ignore_signals()
         print("interrupted; re-run to resume", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

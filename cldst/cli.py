@@ -97,10 +97,10 @@ def cmd_sweep(args) -> int:
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
                              progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g])
     print(report.summary())
+    for rid in report.held:
+        print(f"held by another process: {rid} (being executed there; not touched)")
     for reason in report.failed.values():  # each reason starts with its run id
         print(f"FAILED {reason}")
-    if report.disk_full:
-        print(f"stopped: disk full; {len(report.not_started)} run(s) not started; free space and re-run")
     return 1 if report.failed else 0
 
 

@@ -37,6 +37,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil  # imported here, not in a signal handler: a handler may interrupt an import
 from tqdm.auto import tqdm
 
 from cldst import notebook, records
@@ -103,7 +104,7 @@ def execute_run(cfg: Config | dict, root: str | None = None, force: bool = False
         raise _failure(cfg, path, exc, f"cannot lock {records.lock_path(path)}") from None
     if lock is None:
         return HELD
-    with lock:
+    try:  # held from the completeness check until the record is final (or left partial)
         if not force and records.record_status(path) == records.COMPLETE:
             return COMPLETE
         try:
@@ -117,6 +118,8 @@ def execute_run(cfg: Config | dict, root: str | None = None, force: bool = False
             if path.is_dir():
                 records.write_error(path, traceback.format_exc())  # kept for inspection: no metrics.json
             raise _failure(cfg, path, exc, f"see {path / 'run.ipynb'}") from None
+    finally:
+        lock.release()
     return DONE
 
 
@@ -232,7 +235,7 @@ def _own_compile_cache() -> None:
 
 def _end_worker(signum, frame) -> None:
     """SIGTERM (the sweep stopping): end this worker's kernel first, which would otherwise outlive it."""
-    end_descendants()
+    _end_descendants()
     if _compile_dir:
         shutil.rmtree(_compile_dir, ignore_errors=True)
     os._exit(128 + signum)
@@ -244,16 +247,14 @@ def _watch_parent(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
-        end_descendants()
+        _end_descendants()
         os._exit(1)
 
     threading.Thread(target=watch, name="cldst-watch-parent", daemon=True).start()
 
 
-def end_descendants(grace: float = 2.0) -> None:
+def _end_descendants(grace: float = 2.0) -> None:
     """Terminate every process this one started (kernels, their compile workers), kill what remains."""
-    import psutil
-
     try:
         procs = psutil.Process().children(recursive=True)
     except psutil.Error:
@@ -262,8 +263,6 @@ def end_descendants(grace: float = 2.0) -> None:
 
 
 def _end(procs, grace: float) -> None:
-    import psutil
-
     for p in procs:
         try:
             p.terminate()
@@ -281,8 +280,6 @@ def _end(procs, grace: float) -> None:
 def _stop_workers(workers) -> None:
     """End the pool's workers (SIGTERM: each ends its kernel), kill those that do not go within GRACE,
     then whatever they had started that is still there (a killed worker cannot end its kernel)."""
-    import psutil
-
     tree = []
     for w in workers:
         try:
@@ -382,18 +379,19 @@ def run_sweep(
     if signals.signum:
         raise Interrupted(report, signals.signum)
     if report.disk_full:
-        log.error("disk full: %d run(s) not started; free space and re-run", len(report.not_started))
+        log.error("disk full: %d run(s) not started; free space and re-run to resume", len(report.not_started))
     return report
 
 
 def _settle(report: SweepReport, rid: str, outcome: str) -> None:
     {DONE: report.done, COMPLETE: report.skipped, HELD: report.held}[outcome].append(rid)
     if outcome == HELD:
-        log.warning("%s is held by another process (being executed there); not touched", rid)
+        log.info("%s is held by another process (being executed there); not touched", rid)
 
 
 def _fail(report: SweepReport, rid: str, exc: BaseException) -> None:
-    report.failed[rid] = str(exc) if isinstance(exc, RunFailed) else _one_line(exc)
+    # every reason starts with its run id (RunFailed's already do)
+    report.failed[rid] = str(exc) if isinstance(exc, RunFailed) else f"{rid}: {_one_line(exc)}"
     log.error("%s", report.failed[rid])
     if isinstance(exc, DiskFull) and not report.disk_full:
         report.disk_full = report.failed[rid]
@@ -434,7 +432,7 @@ def _run_local(todo, workers, root, report, bar, retries, gpus, force, signals) 
                         if attempts[rid] <= retries:
                             queue.appendleft(cfg)
                             continue
-                        report.failed[rid] = "worker process died (killed or out of memory)"
+                        report.failed[rid] = f"{rid}: worker process died (killed or out of memory)"
                     except Exception as exc:  # a failed notebook: report it, go on with the others
                         _fail(report, rid, exc)
                     bar.update(1)

@@ -408,6 +408,21 @@ def test_cli_run_redoes_a_corrupt_record_and_says_so(tmp_path, record, monkeypat
     assert [p.name for p in (record.parent.parent / "calls").iterdir()] == [record.name]  # executed once
 
 
+def test_cli_run_of_a_held_run_touches_nothing(tmp_path, monkeypatch, capsys):
+    from cldst.cli import main
+
+    monkeypatch.setenv("CLDST_RUNS", str(tmp_path / "runs"))
+    path = records.run_dir(Config(**TINY), tmp_path / "runs")
+    lock = records.try_lock(path)  # this process plays the other sweep; the run's worker is another process
+    try:
+        assert main(["run", *[f"--{k}={v}" for k, v in TINY.items()]]) == 1
+    finally:
+        lock.release()
+    assert capsys.readouterr().err == (
+        f"held by another process: {path} is being executed there; re-run when it is done\n")
+    assert not path.exists()
+
+
 # ---------------------------------------------------------------------- data
 def test_a_failed_download_leaves_no_data_folder(tmp_path, monkeypatch):
     import pooch

@@ -192,8 +192,8 @@ def test_a_signal_ends_workers_and_kernels_and_a_rerun_resumes(tmp_path, env, ho
     assert line, err
     done, not_started = int(line.group(1)), int(line.group(2))
     assert done == len(complete(cfgs, root))
-    assert not_started == sum(not records.run_dir(c, root).exists() for c in cfgs)
-    assert done + not_started < len(cfgs)  # the runs in flight were ended, neither done nor waiting
+    # two workers: two runs in flight (ended: neither done nor waiting), one more handed out per run done
+    assert not_started == max(0, len(cfgs) - 2 - done)
     assert left_running(env) == []
     if how == "kill -TERM":
         return  # resuming is the same after either signal: checked once

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from dataclasses import fields
 
@@ -44,21 +45,27 @@ def cmd_run(args) -> int:
 
     cfg = config_from_args(args)
     path = records.run_dir(cfg)
-    if records.is_complete(path) and not args.force:
-        print(f"already complete: {path}")
-    else:
-        if args.force and records.is_complete(path):
-            (path / records.METRICS).unlink()
-        sweep.ensure_datasets([cfg])  # a missing dataset is one line here, before any record exists
-        path = sweep.execute_run(cfg)
-        print(f"record: {path}")
+    # One run is a sweep of one: the same lock, record checks, worker and signal handling.
+    report = sweep.run_sweep([cfg], workers=1, progress=False, force=args.force)
+    rid = cfg.run_id()
+    if rid in report.failed:
+        print(f"error: {report.failed[rid]}", file=sys.stderr)
+        return 1
+    if rid in report.held:
+        print(f"held by another process: {path} is being executed there; re-run when it is done", file=sys.stderr)
+        return 1
+    print(f"already complete: {path}" if rid in report.skipped else f"record: {path}")
     m = records.load_metrics(path)
-    print(f"ACC {m['acc']:.2f}  BWT {m['bwt']:.2f}  FWT(authors) {m['fwt_authors']:.2f}  "
-          f"FWT(standard) {m['fwt_standard']:.2f}  train {m['train_seconds']:.1f}s  "
-          f"topology updates {m['topology_updates']}")
+    print(f"ACC {_num(m['acc'])}  BWT {_num(m['bwt'])}  FWT(authors) {_num(m['fwt_authors'])}  "
+          f"FWT(standard) {_num(m['fwt_standard'])}  train {_num(m.get('train_seconds'), '.1f')}s  "
+          f"topology updates {m.get('topology_updates', '?')}")
     for warning in m.get("warnings", []):  # records written before warnings were kept have none
         print(f"warning: {warning}")
     return 0
+
+
+def _num(value, spec: str = ".2f") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -90,16 +97,19 @@ def cmd_sweep(args) -> int:
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
                              progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g])
     print(report.summary())
-    for rid, reason in report.failed.items():
-        print(f"FAILED {rid}: {reason}")
+    for rid in report.held:
+        print(f"held by another process: {rid} (being executed there; not touched)")
+    for reason in report.failed.values():  # each reason starts with its run id
+        print(f"FAILED {reason}")
     return 1 if report.failed else 0
 
 
 def cmd_collect(args) -> int:
-    from cldst.collect import write_collected
+    from cldst.collect import find_records, write_collected
 
-    out = write_collected(args.root, args.out)
-    print(f"collected into {out}")
+    found = find_records(args.root)
+    out = write_collected(args.root, args.out, found)  # names each record it leaves out, one line each
+    print(f"collected into {out}: {found.counts()}")
     return 0
 
 
@@ -107,10 +117,13 @@ def cmd_figures(args) -> int:
     from pathlib import Path
 
     from cldst import analysis
-    from cldst.paths import figures_dir, tables_dir
+    from cldst.collect import find_records
+    from cldst.paths import figures_dir, runs_dir, tables_dir
 
     # --root is the runs directory (as for sweep); a profile's runs live under <root>/<profile>/
-    missing = analysis.build_all(profile=args.profile, root=Path(args.root) / args.profile if args.root else None)
+    root = (Path(args.root) if args.root else runs_dir()) / args.profile
+    missing = analysis.build_all(profile=args.profile, root=root)  # its collect names each record left out
+    print(f"records under {root}: {find_records(root).counts()}")
     for line in missing:
         print(f"missing: {line}")
     for kind, folder in (("figures", figures_dir()), ("tables", tables_dir())):
@@ -183,14 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from cldst.sweep import Interrupted
+
     try:
         return args.func(args)
+    except Interrupted as exc:  # the sweep ended its workers and kernels; say what is left
+        _ignore_signals()  # a second Ctrl-C while the interpreter exits would print a traceback
+        print(exc, file=sys.stderr)
+        return 128 + exc.signum
     except CldstError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before or after a sweep's own handling (loading data, collecting)
+        _ignore_signals()
+        print("interrupted; re-run to resume", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def _ignore_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Run records -> tidy tables.
 
-`collect(root)` reads every complete record under `root` (recursively; partial runs, which have no
-metrics.json, are counted and left out) into two DataFrames:
+`collect(root)` reads every complete record under `root` (recursively) into two DataFrames; each record
+it leaves out it names in one warning: partial (no metrics.json: failed, killed or still running) or
+unreadable (records.record_status says corrupt: damaged metrics.json or config.json, other run's
+metrics). A record whose masks.pt is lost still has all its metrics and is collected.
   runs    one row per run: every Config field, run_id, and the scalar metrics
           (acc, bwt, fwt_authors, fwt_standard, train_seconds, ...)
   curves  one row per run and task: run_id, the identifying fields, task (1-based),
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +25,7 @@ import pandas as pd
 from cldst.config import Config
 from cldst.experiments import EXPERIMENTS
 from cldst.paths import runs_dir
-from cldst.records import METRICS
+from cldst.records import COMPLETE, METRICS, PARTIAL, record_status
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +41,50 @@ CURVE_FIELDS = list(dict.fromkeys(
 ))
 
 
-def collect(root: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+@dataclass
+class Found:
+    """The records under a root, by status."""
+
+    complete: list[Path] = field(default_factory=list)
+    unreadable: dict[Path, str] = field(default_factory=dict)  # record -> why (record_status's reason)
+    partial: list[Path] = field(default_factory=list)
+
+    def counts(self) -> str:
+        return f"{len(self.complete)} collected, {len(self.unreadable)} unreadable, {len(self.partial)} partial"
+
+
+def find_records(root: str | Path | None = None) -> Found:
+    """Every run directory under `root` (one holding config.json or metrics.json), with its status."""
     root = Path(root or runs_dir())
+    found = Found()
+    dirs = {p.parent for name in ("config.json", METRICS) for p in root.rglob(name)}
+    for run in sorted(dirs):
+        status = record_status(run, masks=False)
+        if status == COMPLETE:
+            found.complete.append(run)
+        elif status == PARTIAL:
+            found.partial.append(run)
+        else:
+            found.unreadable[run] = status
+    return found
+
+
+def collect(root: str | Path | None = None, found: Found | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs and curves tables of the complete records under `root` (or of `found`, already scanned)."""
+    found = found or find_records(root)
+    for run, why in found.unreadable.items():
+        log.warning("unreadable record %s: %s", run, why.partition(": ")[2])
+    for run in found.partial:
+        log.warning("partial record %s: no metrics.json (failed, killed or still running)", run)
     rows, curves = [], []
-    for metrics_path in sorted(root.rglob(METRICS)):
-        run = metrics_path.parent
+    for run in found.complete:
         try:
             config = json.loads((run / "config.json").read_text())
-            m = json.loads(metrics_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            log.warning("skipping unreadable record %s: %s", run, exc)
+            m = json.loads((run / METRICS).read_text())
+        except (OSError, ValueError) as exc:  # changed since it was checked: name it, go on
+            log.warning("unreadable record %s: %s", run, exc)
             continue
-        row = {**config, "run_id": m.get("run_id", run.name), "path": str(run)}
+        row = {**config, "run_id": m["run_id"], "path": str(run)}
         row.update({k: m.get(k) for k in SCALARS})
         rows.append(row)
         per_task = {key: m.get(key) or [] for key in CURVE_VALUES}
@@ -76,12 +111,13 @@ def summarize(runs: pd.DataFrame, by: list[str] | None = None, metrics=METRIC_NA
     return out.reset_index()
 
 
-def write_collected(root: str | Path | None = None, out_dir: str | Path | None = None) -> Path:
+def write_collected(root: str | Path | None = None, out_dir: str | Path | None = None,
+                    found: Found | None = None) -> Path:
     """Collect `root` and write runs.{parquet,csv}, curves.csv and summary.csv into `out_dir`."""
     root = Path(root or runs_dir())
     out = Path(out_dir or root / "collected")
     out.mkdir(parents=True, exist_ok=True)
-    runs, curves = collect(root)
+    runs, curves = collect(root, found)
     runs.to_csv(out / "runs.csv", index=False)
     if not runs.empty:
         runs.to_parquet(out / "runs.parquet", index=False)

@@ -62,8 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--stem", choices=["authors", "cifar"], default="authors",
-                   help="authors (7x7 stride 2, the paper profile's network) or cifar (3x3 stride 1)")
+    p.add_argument("--variant", choices=["authors", "cifar"], default="authors",
+                   help="authors (7x7 stride-2 stem, the paper profile's network) or cifar (3x3 stride 1)")
     p.add_argument("--density", type=float, default=0.1)
     p.add_argument("--init", choices=["ERK", "uniform"], default="ERK")
     p.add_argument("--update-frequency", type=int, default=100, help="for the amortized topology cost")

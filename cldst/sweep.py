@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from cldst import notebook, records
 from cldst.config import Config
-from cldst.errors import ConfigError
+from cldst.errors import ConfigError, one_line
 from cldst.paths import NOTEBOOKS_DIR
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def execute_run(cfg: Config | dict, root: str | None = None, force: bool = False
 
 
 def _failure(cfg: Config, path: Path, exc: BaseException, where: str) -> RunFailed:
-    line = _one_line(exc)
+    line = one_line(exc)
     if not _is_disk_full(exc):
         return RunFailed(f"{cfg.run_id()}: {line} ({where})")
     if path.is_dir():  # a write cut short by the full disk outside records' atomic writes (papermill's)
@@ -179,15 +179,6 @@ def _missing_ancestors(folder: Path) -> list[Path]:
             break
         missing.append(p)
     return missing
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    ename = getattr(exc, "ename", None)  # papermill's PapermillExecutionError
-    evalue = getattr(exc, "evalue", None)
-    if ename:
-        return f"{ename}: {evalue}"
-    return f"{type(exc).__name__}: {text[-1] if text else ''}"
 
 
 # ---------------------------------------------------------------------- worker processes
@@ -391,7 +382,7 @@ def _settle(report: SweepReport, rid: str, outcome: str) -> None:
 
 def _fail(report: SweepReport, rid: str, exc: BaseException) -> None:
     # every reason starts with its run id (RunFailed's already do)
-    report.failed[rid] = str(exc) if isinstance(exc, RunFailed) else f"{rid}: {_one_line(exc)}"
+    report.failed[rid] = str(exc) if isinstance(exc, RunFailed) else f"{rid}: {one_line(exc)}"
     log.error("%s", report.failed[rid])
     if isinstance(exc, DiskFull) and not report.disk_full:
         report.disk_full = report.failed[rid]

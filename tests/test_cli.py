@@ -21,7 +21,7 @@ def run_cli(*args, env=None):
         (["run", "--epochs", "many"], "error: epochs='many' must be an integer"),
         (["run", "--save_masks", "maybe"], "error: save_masks='maybe' must be a boolean"),
         (["sweep", "table9"], "error: experiment 'table9' is not one of:"),
-        (["sweep", "adaptive", "--profile", "huge"], "error: profile 'huge' is not one of: paper, smoke"),
+        (["sweep", "adaptive", "--profile", "huge"], "error: profile 'huge' is not one of: paper, cpu, smoke"),
         (["sweep", "adaptive", "--profile", "smoke", "--gpus", "0,x"],
          "error: gpus='0,x' must be comma-separated GPU indices"),
         (["sweep", "adaptive", "--set", "precision"], "error: --set 'precision' must be FIELD=VALUE"),

@@ -111,10 +111,14 @@ def test_the_authors_flag_and_value_names_are_accepted():
 
 
 def test_a_criterion_registered_after_import_validates():
-    from cldst.sparse import register_drop, register_growth
+    from cldst.sparse import registry
 
     with pytest.raises(ConfigError, match="growth 'later_growth' is not one of"):
         Config(growth="later_growth").validate()
-    register_growth("later_growth")(lambda n, candidates, ctx: candidates)
-    register_drop("later_drop")(lambda n, active, weight: active)
-    Config(growth="0:random,3:later_growth", drop="later_drop").validate()
+    try:
+        registry.register_growth("later_growth")(lambda n, candidates, ctx: candidates)
+        registry.register_drop("later_drop")(lambda n, active, weight: active)
+        Config(growth="0:random,3:later_growth", drop="later_drop").validate()
+    finally:  # other tests list the registries
+        registry.GROWTH.pop("later_growth", None)
+        registry.DROP.pop("later_drop", None)

@@ -591,6 +591,9 @@ def test_masks_round_trip_bit_packed(tmp_path):
         assert all(stored[n].dtype == torch.bool and torch.equal(stored[n], original[n]) for n in original)
     raw = torch.load(tmp_path / "masks.pt", weights_only=True)
     assert raw["tasks"][0]["0.weight"].dtype == torch.uint8 and raw["tasks"][0]["0.weight"].numel() == 9  # 72 bits
+    # the bytes do not depend on the file's name (records are written to a temporary name, then renamed)
+    sp.save_masks(tmp_path / ".masks.pt.x1y2.tmp")
+    assert (tmp_path / ".masks.pt.x1y2.tmp").read_bytes() == (tmp_path / "masks.pt").read_bytes()
 
     with pytest.raises(DataError, match="no such masks file"):
         load_masks(tmp_path / "missing.pt")

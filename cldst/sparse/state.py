@@ -552,7 +552,10 @@ def save_masks(masks: list[Masks], path: str | Path) -> None:
         {name: torch.from_numpy(np.packbits(mask.detach().cpu().numpy().ravel())) for name, mask in task.items()}
         for task in masks
     ]
-    torch.save({"format": MASKS_FORMAT, "shapes": shapes, "tasks": packed}, Path(path))
+    # Through a file object: torch names the archive's root folder after a path it is given, so the same
+    # masks saved under another name (a temporary file renamed into place) would differ in bytes.
+    with open(path, "wb") as f:
+        torch.save({"format": MASKS_FORMAT, "shapes": shapes, "tasks": packed}, f)
 
 
 def load_masks(path: str | Path) -> list[Masks]:

@@ -10,27 +10,58 @@ and exit 2; a failed run exits 1.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
+import re
 import signal
 import sys
+import threading
 from dataclasses import fields
+from pathlib import Path
 
-from cldst.config import PRESETS, Config, coerce
+from cldst.config import PRESETS, Config, coerce, field_help
 from cldst.errors import CldstError, ConfigError
 
 # The authors' flag names (their cifar100.py / miniImageNet100.py and README).
 ALIASES = {"sparse_init": ["--init"], "arch": ["--net_name"], "drop": ["--death"], "drop_fraction": ["--death_rate"]}
 
 
+# A small run that shows everything (10 tasks, topology updates, the record) in about a minute on a
+# 2-core CPU: the README's quick start and the last lines of `cldst run --help` (both measured).
+QUICK_START = ("cldst run --num_tasks 5 --num_classes 100 --image_size 16 --width 16 --variant authors "
+               "--train_per_class 200 --test_per_class 50 --epochs 2 --batch_size 32 --lr 0.003 "
+               "--update_frequency 10 --density 0.1")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one more courtesy: a misspelled flag gets the nearest real one suggested."""
+
+    def error(self, message: str) -> None:
+        wrong = re.findall(r"(--?[\w-]+)", message.split("unrecognized arguments:", 1)[1]) \
+            if "unrecognized arguments:" in message else []
+        known = [o for action in self._actions for o in action.option_strings]
+        for sub in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
+            known += [o for p in sub.choices.values() for action in p._actions for o in action.option_strings]
+        hints = []
+        for flag in wrong:
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            hints.append(f"{flag}: did you mean {close[0]}?" if close else f"{flag}: no such flag")
+        if hints:
+            message = "unrecognized arguments: " + "; ".join(hints)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    defaults = Config()
+    defaults, helps = Config(), field_help()
     for f in fields(Config):
         names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else []) + ALIASES.get(f.name, [])
-        kwargs = {"dest": f.name, "default": None, "help": f"(default: {getattr(defaults, f.name)!r})"}
+        text = f"{helps[f.name]} (default: {getattr(defaults, f.name)!r})".replace("%", "%%")
+        kwargs = {"dest": f.name, "default": None, "help": text, "metavar": f.name.upper()}
         if str(f.type) == "bool":
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         parser.add_argument(*names, **kwargs)
-    parser.add_argument("--preset", choices=list(PRESETS), help="start from a named group of settings")
+    parser.add_argument("--preset", choices=list(PRESETS), help="start from a named group of settings "
+                        "(authors: the authors' code where it changes numbers, docs/authors_code.md)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -45,8 +76,16 @@ def cmd_run(args) -> int:
 
     cfg = config_from_args(args)
     path = records.run_dir(cfg)
-    # One run is a sweep of one: the same lock, record checks, worker and signal handling.
-    report = sweep.run_sweep([cfg], workers=1, progress=False, force=args.force)
+    # One run is a sweep of one: the same lock, record checks, worker and signal handling. Its kernel
+    # writes what it is about to train and each finished task to progress.log; shown here as it comes.
+    done = threading.Event()
+    tail = threading.Thread(target=_follow, args=(path / records.PROGRESS, done), daemon=True)
+    tail.start()
+    try:
+        report = sweep.run_sweep([cfg], workers=1, progress=False, force=args.force)
+    finally:
+        done.set()
+        tail.join(timeout=2)
     rid = cfg.run_id()
     if rid in report.failed:
         print(f"error: {report.failed[rid]}", file=sys.stderr)
@@ -62,6 +101,26 @@ def cmd_run(args) -> int:
     for warning in m.get("warnings", []):  # records written before warnings were kept have none
         print(f"warning: {warning}")
     return 0
+
+
+def _follow(path: Path, done: threading.Event) -> None:
+    """Print the lines added to `path` (which may not exist yet, and is recreated when a run is redone)
+    until `done` is set, then the rest."""
+    seen = 0
+    while True:
+        finished = done.wait(0.3)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        if len(text) < seen:  # a new attempt started the file again
+            seen = 0
+        complete = text[seen:].rsplit("\n", 1)[0] if "\n" in text[seen:] else ""
+        if complete:
+            print(complete, flush=True)
+            seen += len(complete) + 1
+        if finished:
+            return
 
 
 def _num(value, spec: str = ".2f") -> str:
@@ -86,7 +145,7 @@ def parse_overrides(items: list[str]) -> dict:
 def cmd_sweep(args) -> int:
     from cldst import experiments, sweep
 
-    names = list(experiments.EXPERIMENTS) if args.experiments == ["all"] else args.experiments
+    names = experiments.experiments_of(args.profile) if args.experiments == ["all"] else args.experiments
     for name in names:
         experiments.get_experiment(name)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
@@ -151,11 +210,16 @@ def cmd_experiments(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cldst", description="Continual learning with dynamic sparse training.")
+    p = Parser(prog="cldst", description="Continual learning with dynamic sparse training.")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run one configuration through notebooks/train.ipynb")
+    run = sub.add_parser("run", help="run one configuration through notebooks/train.ipynb",
+                         description="Run one configuration through notebooks/train.ipynb; its record goes to "
+                                     "papermill_runs/<experiment>/<run id>/. Every field of cldst.config.Config "
+                                     "is a flag.",
+                         epilog=f"A quick start (about a minute on a 2-core CPU): {QUICK_START}",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_flags(run)
     run.add_argument("--force", action="store_true", help="redo the run even if its record is complete")
     run.set_defaults(func=cmd_run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 GROWTH_COLORS = {
     "random": "#1f77b4",
@@ -34,5 +35,6 @@ def plot_run(metrics: dict, title: str = ""):
     ax2.plot(tasks, metrics["incremental_acc"], marker="o", label="mean over tasks seen")
     ax2.plot(tasks, np.diag(A), marker=".", linestyle="--", label="task just learned")
     ax2.set(xlabel="task", ylabel="top-1 accuracy (%)", ylim=(0, 100), title=title or "incremental accuracy")
+    ax2.xaxis.set_major_locator(MaxNLocator(integer=True))  # tasks are whole numbers
     ax2.legend()
     return fig

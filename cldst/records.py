@@ -7,6 +7,7 @@
         updates.csv        topology-update statistics (one row per update; only the header if none)
         masks.pt           every task's mask, bit-packed (cldst.sparse.load_masks reads it)
         run.ipynb          the executed training notebook (when run through papermill)
+        progress.log       what the run said as it went: what it is about to train, each task as it ends
         metrics.json       accuracy matrix and metrics: written LAST
         error.txt          only in a failed attempt: the traceback
     papermill_runs/<experiment>/.locks/<run id>.lock
@@ -23,8 +24,10 @@ notebook.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import logging
 import os
 import platform
 import shutil
@@ -45,6 +48,7 @@ from cldst.paths import PROJECT_ROOT, runs_dir
 
 METRICS = "metrics.json"
 PENDING = "metrics.pending.json"
+PROGRESS = "progress.log"
 ERROR = "error.txt"
 LOCKS = ".locks"
 COMPLETE, PARTIAL, CORRUPT = "complete", "partial", "corrupt"
@@ -258,6 +262,30 @@ def environment_info(device: str = "cpu") -> dict[str, Any]:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+@contextlib.contextmanager
+def progress_log(record_dir: str | Path | None):
+    """Within the block, cldst's INFO lines (what the run is about to train, each task as it ends) also go
+    to <record_dir>/progress.log, which `cldst run` prints as they come. No record dir: nothing."""
+    if not record_dir:
+        yield
+        return
+    Path(record_dir).mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(Path(record_dir) / PROGRESS, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("cldst")
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
 
 
 def save_result(result, path: str | Path | None = None, *, defer: bool = False) -> Path:

@@ -355,6 +355,7 @@ def run_sweep(
         log.info("%d of %d runs already complete", len(report.skipped), len(cfgs))
     if not todo:
         return report
+    notebook.template(TRAIN_NOTEBOOK)  # an edited, uncommitted template: one line, before any run
     if check_data:
         ensure_datasets(todo)
     bar = tqdm(total=len(cfgs), initial=len(report.skipped), desc="runs", disable=not progress, unit="run")

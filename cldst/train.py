@@ -305,21 +305,44 @@ class Trainer:
         """Optimizer steps of task t: the batches train_batches yields per epoch, times the epochs."""
         return self.cfg.epochs * len(batch_bounds(len(self.tasks[t].train_y), self.cfg.batch_size))
 
-    def topology_warning(self) -> str | None:
-        """A sentence when some task is too short for even one topology update (static sparse training)."""
-        cfg = self.cfg
+    def updates_per_task(self, t: int = 0) -> int:
+        """How many topology updates task t gets (the schedule's update steps within its steps)."""
+        cfg, steps = self.cfg, self.steps_per_task(t)
+        return sum(is_update_step(s, cfg.update_frequency, steps, cfg.t_end, cfg.update_at_end)
+                   for s in range(cfg.update_frequency, steps + 1, cfg.update_frequency))
+
+    def run_warnings(self) -> list[str]:
+        """What the user of this run should know before it starts: degenerate settings, said in one line each."""
+        cfg, out = self.cfg, []
         steps = min(self.steps_per_task(t) for t in range(cfg.num_tasks))
-        # the first update would come at step update_frequency, if the schedule allows one there
-        if cfg.density >= 1 or is_update_step(cfg.update_frequency, cfg.update_frequency, steps, cfg.t_end,
-                                              cfg.update_at_end):
-            return None
-        return (f"update_frequency={cfg.update_frequency} but a task has only {steps} optimizer steps "
-                f"(t_end={cfg.t_end:g}): no topology update happens, this is static sparse training; "
-                "lower update_frequency or raise epochs")
+        if min(self.updates_per_task(t) for t in range(cfg.num_tasks)) == 0:
+            out.append(f"update_frequency={cfg.update_frequency} but a task has only {steps} optimizer steps "
+                       f"(t_end={cfg.t_end:g}): no topology update happens, this is static sparse training; "
+                       "lower update_frequency or raise epochs")
+        if cfg.density >= 1:
+            out.append("density=1: task 0's mask is the whole backbone, so every later task can only reuse "
+                       "frozen weights and trains nothing but its share of the head; use density < 1")
+        return out
+
+    def describe(self) -> str:
+        """One line: the network, the tasks and the schedule this run is about to train."""
+        cfg, sp = self.cfg, self.sparsity
+        params = sum(p.numel() for p in self.net.parameters())
+        mask = sum(sp.counts.values())
+        steps = self.steps_per_task(0)
+        batches = steps // cfg.epochs
+        return (f"about to run {cfg.arch} width {cfg.width} ({cfg.variant} variant): {params / 1e6:.2f}M parameters, "
+                f"{mask / 1e6:.3f}M in each task's mask ({cfg.sparse_init} density {cfg.density:g}); "
+                f"{cfg.num_tasks} tasks of {self.split.classes_per_task} classes of {cfg.dataset} "
+                f"({self.data.image_size} px, {len(self.tasks[0].train_y)} training images per task); "
+                f"{steps} steps per task ({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''} of {batches} batches "
+                f"of {cfg.batch_size}), {self.updates_per_task(0)} topology updates per task "
+                f"(every {cfg.update_frequency} steps, growth {cfg.growth})")
 
     def run(self) -> RunResult:
         cfg, T = self.cfg, self.cfg.num_tasks
-        warnings = [w for w in [self.topology_warning()] if w]
+        log.info("%s", self.describe())
+        warnings = self.run_warnings()
         for warning in warnings:
             log.warning("%s", warning)
         A = np.full((T, T), np.nan)
@@ -328,8 +351,9 @@ class Trainer:
         self.updates, self.train_accuracy = [], []  # fresh lists: an earlier RunResult keeps its own
         eval_time = 0.0
         tasks_bar = tqdm(range(T), desc="tasks", disable=not cfg.progress, leave=True)
-        epochs_bar = tqdm(total=T * cfg.epochs, desc="epochs", disable=not cfg.progress, leave=False)
+        epochs_bar = tqdm(total=T * cfg.epochs, desc="epochs of all tasks", disable=not cfg.progress, leave=False)
         for t in tasks_bar:
+            task_start = time.perf_counter()
             self.sparsity.begin_task(t, self.steps_per_task(t))
             growths.append(self.sparsity.current_growth)
             trainable_start.append(self.sparsity.trainable_share())
@@ -347,7 +371,9 @@ class Trainer:
             A[t, : t + 1] = [self.evaluate_task(i) for i in range(t + 1)]
             eval_time += time.perf_counter() - t0
             tasks_bar.set_postfix(acc=f"{np.mean(A[t, : t + 1]):.1f}")
-            log.info("task %d: loss %.3f, accuracy so far %.2f%%", t, loss, np.mean(A[t, : t + 1]))
+            log.info("task %d/%d done in %.1f s (training %.1f s): its accuracy %.2f%%, mean over tasks 1-%d %.2f%%, "
+                     "last-epoch loss %.3f", t + 1, T, time.perf_counter() - task_start, seconds, A[t, t], t + 1,
+                     np.mean(A[t, : t + 1]), loss)
         epochs_bar.close()
         t0 = time.perf_counter()
         Fm = np.full((T, T), np.nan)

@@ -6,6 +6,7 @@ seconds; tests/test_sweep_reliability.py executes the real notebook."""
 import dataclasses
 import errno
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -117,6 +118,8 @@ def fake_notebook(monkeypatch, result):
     def execute(source, target, parameters, *, cwd, kernel_name=None, extra=None):
         calls.append({"parameters": parameters, "extra": extra, "cwd": cwd})
         Path(target).write_text("{}")
+        with records.progress_log(extra["record_dir"]):  # as the training notebook does
+            logging.getLogger("cldst.train").info("about to run")
         records.save_result(result, extra["record_dir"], defer=extra["defer_metrics"])
 
     monkeypatch.setattr(notebook, "execute", execute)
@@ -135,7 +138,8 @@ def test_execute_run_redoes_a_corrupt_record(record, result, fake_notebook, case
     assert records.record_status(record) == "complete"
     assert json.loads((record / records.METRICS).read_text()) == reference
     assert sorted(p.name for p in record.iterdir()) == [
-        "capacity.csv", "config.json", "environment.json", "masks.pt", "metrics.json", "run.ipynb", "updates.csv"]
+        "capacity.csv", "config.json", "environment.json", "masks.pt", "metrics.json", "progress.log", "run.ipynb",
+        "updates.csv"]
 
 
 def test_execute_run_never_writes_into_a_complete_record(record, result, fake_notebook):

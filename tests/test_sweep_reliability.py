@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
 
 TINY = dict(dataset="synth100", num_tasks=2, image_size=16, width=4, batch_size=64, train_per_class=6,
             test_per_class=4, epochs=1, update_frequency=2, progress=False, experiment="e2e")
-RECORD = ["capacity.csv", "config.json", "environment.json", "masks.pt", "metrics.json", "run.ipynb", "updates.csv"]
+RECORD = ["capacity.csv", "config.json", "environment.json", "masks.pt", "metrics.json", "progress.log", "run.ipynb",
+          "updates.csv"]
 TIMING = {"task_seconds", "train_seconds", "eval_seconds"}
 INTERRUPTED = re.compile(r"interrupted: (\d+) done, (\d+) not started; re-run to resume")
 

@@ -50,20 +50,32 @@ def test_a_run_is_deterministic_isolated_and_updates_on_schedule(bn):
     assert not torch.equal(other.sparsity.masks[0]["head.weight"], first.sparsity.masks[0]["head.weight"])
 
 
-def test_too_few_steps_for_an_update_is_said_not_hidden(caplog):
+def test_too_few_steps_for_an_update_and_density_1_are_said_not_hidden(caplog):
     cfg = Config(**{**TINY, "num_tasks": 2, "epochs": 1, "update_frequency": 100})  # 100 images: 7 steps
     trainer = Trainer(cfg)
-    message = trainer.topology_warning()
+    (message,) = trainer.run_warnings()
     assert message.startswith("update_frequency=100 but a task has only 7 optimizer steps")
-    with caplog.at_level(logging.WARNING, logger="cldst.train"):
+    with caplog.at_level(logging.INFO, logger="cldst.train"):
         result = trainer.run()
     assert message in caplog.text
+    assert caplog.messages[0] == (
+        "about to run resnet18 width 4 (cifar variant): 0.05M parameters, 0.005M in each task's mask (ERK density "
+        "0.1); 2 tasks of 50 classes of synth100 (16 px, 100 training images per task); 7 steps per task (1 epoch "
+        "of 7 batches of 16), 0 topology updates per task (every 100 steps, growth random)")
+    tasks = [m for m in caplog.messages if m.startswith("task ")]
+    assert [m[: len("task 1/2 done in ")] for m in tasks] == ["task 1/2 done in ", "task 2/2 done in "]
+    assert f"its accuracy {result.acc_matrix[1, 1]:.2f}%, mean over tasks 1-2 {result.metrics()['acc']:.2f}%" in tasks[1]
     assert result.updates == [] and result.metrics()["topology_updates"] == 0
     assert result.metrics()["warnings"] == [message]  # kept in metrics.json; `cldst run` prints it
     # an update at step 6 of 7 still happens; at step 7, the task's end, none does
-    assert Trainer(cfg.replace(update_frequency=6)).topology_warning() is None
-    assert Trainer(cfg.replace(update_frequency=7)).topology_warning() is not None  # step 7 is the last
-    assert Trainer(cfg.replace(density=1.0)).topology_warning() is None  # dense: nothing to update
+    assert Trainer(cfg.replace(update_frequency=6)).updates_per_task() == 1
+    assert Trainer(cfg.replace(update_frequency=6)).run_warnings() == []
+    assert Trainer(cfg.replace(update_frequency=7)).updates_per_task() == 0  # step 7 is the last
+    assert Trainer(cfg.replace(update_frequency=7, update_at_end=True)).updates_per_task() == 1
+    # density 1: said, and so is a task too short for an update (it used to hide behind density 1)
+    dense = Trainer(cfg.replace(density=1.0)).run_warnings()
+    assert [w.split("=")[0] for w in dense] == ["update_frequency", "density"]
+    assert dense[1].startswith("density=1: task 0's mask is the whole backbone")
 
 
 def test_the_record_holds_every_file_readable_and_metrics_last(tmp_path):

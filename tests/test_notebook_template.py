@@ -1,0 +1,56 @@
+"""What a sweep executes is the committed template: autosaved outputs are dropped, uncommitted edits refused."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from cldst import notebook
+from cldst.errors import ConfigError
+from cldst.paths import NOTEBOOKS_DIR
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+@pytest.fixture()
+def repo(tmp_path):
+    """A git repository holding a copy of the training notebook, committed."""
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(NOTEBOOKS_DIR / "train.ipynb", tmp_path / "notebooks" / "train.ipynb")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "template")
+    return tmp_path / "notebooks" / "train.ipynb"
+
+
+def test_autosaved_outputs_are_dropped_and_the_committed_cells_run(repo):
+    nb = json.loads(repo.read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "left by JupyterLab\n"}]
+    code["execution_count"] = 7
+    repo.write_text(json.dumps(nb))
+    clean = notebook.template(repo)
+    assert all(c.outputs == [] and c.execution_count is None for c in clean.cells if c.cell_type == "code")
+    assert [c.source for c in clean.cells] == notebook.committed_sources(repo)
+
+
+def test_an_uncommitted_edit_is_refused_in_one_line(repo):
+    nb = json.loads(repo.read_text())
+    nb["cells"][-1]["source"] = "print('my experiment')"
+    repo.write_text(json.dumps(nb))
+    with pytest.raises(ConfigError) as err:
+        notebook.template(repo)
+    assert str(err.value).startswith(f"{repo}: its cells differ from the committed notebook")
+    assert "\n" not in str(err.value)
+    git(repo.parent.parent, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "my change")
+    assert notebook.template(repo).cells[-1].source == "print('my experiment')"  # committed: it runs
+
+
+def test_outside_git_nothing_is_compared(tmp_path):
+    copy = tmp_path / "train.ipynb"
+    shutil.copy(NOTEBOOKS_DIR / "train.ipynb", copy)
+    assert notebook.committed_sources(copy) is None
+    assert len(notebook.template(copy).cells) == len(json.loads(copy.read_text())["cells"])

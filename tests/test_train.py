@@ -197,3 +197,37 @@ def test_checkpoint_best_train_keeps_the_epoch_with_the_best_training_accuracy(m
     assert not all(torch.equal(m, kept[-1][1][k]) for k, m in trainer.sparsity.mask.items())  # not the last
     trainer.sparsity.end_task()
     trainer.sparsity.check_invariants()
+
+
+def test_earlier_tasks_are_not_evaluated_again_unless_a_shared_batchnorm_can_change_them(monkeypatch):
+    calls = []
+    evaluate = Trainer.evaluate_task
+    monkeypatch.setattr(Trainer, "evaluate_task", lambda self, t: calls.append(t) or evaluate(self, t))
+    cfg = Config(**{**TINY, "num_tasks": 4})
+    result = train_continual(cfg)
+    assert calls == [0, 1, 2, 3]  # each task once; its later entries reuse it (fingerprints checked)
+    assert all(set(result.acc_matrix[i:, i]) == {result.acc_matrix[i, i]} for i in range(4))
+    calls.clear()
+    shared = train_continual(cfg.replace(bn="standard"))
+    assert calls == [0, 0, 1, 0, 1, 2, 0, 1, 2, 3]  # a shared BatchNorm keeps training: every task seen again
+    assert shared.acc_matrix.shape == (4, 4) and not np.isnan(shared.acc_matrix[3]).any()
+
+
+def test_a_changed_subnetwork_is_caught_not_reused(monkeypatch):
+    """Reusing A[i, i] rests on task i's weights being frozen; the fingerprints check it at the end."""
+    end_task = Trainer.__init__
+
+    def spoil_after_task_0(self, *args, **kwargs):
+        end_task(self, *args, **kwargs)
+        original = self.sparsity.end_task
+
+        def end_and_spoil():
+            original()
+            if len(self.sparsity.masks) == 2:  # after task 1: write into task 0's frozen weights
+                name = next(iter(self.sparsity.values))
+                self.sparsity.values[name][self.sparsity.masks[0][name]] += 1.0
+        self.sparsity.end_task = end_and_spoil
+
+    monkeypatch.setattr(Trainer, "__init__", spoil_after_task_0)
+    with pytest.raises(RuntimeError, match=r"the subnetworks of tasks \[0\] changed after they were trained"):
+        train_continual(Config(**{**TINY, "num_tasks": 2}))

@@ -3,6 +3,12 @@
 What runs is the notebook's committed cells: outputs that JupyterLab's autosave wrote into a template
 are dropped before execution, and a template whose cells differ from what git holds (edited, not
 committed) is refused in one line, so a sweep never runs an accidental edit.
+
+A sweep worker executes its runs in one kernel it keeps (`warm=True`): starting a kernel and importing
+torch into it cost ~4 s a run, as much as a small run's training. Before each run the kernel's
+namespace is reset and its working directory set to the run's, so a run sees what a fresh kernel
+would (every random draw of a run is seeded from its config; tests/test_notebook_template.py checks
+that a run's record is the same either way). A kernel that died is replaced at the next run.
 """
 
 from __future__ import annotations
@@ -74,12 +80,12 @@ def template(path: str | Path):
 
 
 def execute(source: str | Path, target: str | Path, parameters: dict[str, Any], *, cwd: str | Path,
-            kernel_name: str | None = None, extra: dict[str, Any] | None = None) -> None:
+            kernel_name: str | None = None, extra: dict[str, Any] | None = None, warm: bool = False) -> None:
     """Execute `source` with `parameters` injected into `target`, in directory `cwd`.
 
     extra: values for variables the notebook does not declare in its parameters cell (which holds only
     the user-facing parameters) but reads with globals().get(); papermill assigns them in the same
-    injected cell."""
+    injected cell. warm: in this process's kept kernel (module docstring)."""
     import papermill  # slow to import: only when a notebook is run
 
     extra = extra or {}
@@ -89,7 +95,65 @@ def execute(source: str | Path, target: str | Path, parameters: dict[str, Any], 
     try:
         papermill.execute_notebook(
             template(source), str(target), parameters={**parameters, **extra}, progress_bar=False, cwd=str(cwd),
-            kernel_name=kernel_name, extra_arguments=QUIET_KERNEL,
+            kernel_name=kernel_name, extra_arguments=QUIET_KERNEL, engine_name=_warm_engine() if warm else None,
         )
     finally:
         logger.removeFilter(quiet)
+
+
+_WARM = "cldst-warm"
+
+
+def _warm_engine() -> str:
+    """Register (once) and name the papermill engine that runs notebooks in this process's kept kernel."""
+    from papermill.engines import papermill_engines
+
+    if _WARM not in papermill_engines._engines:
+        papermill_engines.register(_WARM, _warm_engine_class())
+    return _WARM
+
+
+def _warm_engine_class():
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine
+    from papermill.utils import merge_kwargs, remove_args
+
+    class WarmClient(PapermillNotebookClient):
+        """Runs the notebook after resetting the kept kernel to a fresh kernel's state for this run."""
+
+        cwd = ""
+
+        def papermill_execute_cells(self):
+            preamble = ("get_ipython().run_line_magic('reset', '-f')\n"  # nothing of the previous run stays
+                        f"import os as _os; _os.chdir({self.cwd!r}); del _os")
+            reply = self.wait_for_reply(self.kc.execute(preamble, silent=True, store_history=False))
+            if reply is None or reply["content"]["status"] != "ok":
+                raise RuntimeError(f"could not reset the kept kernel for {self.cwd}: {reply and reply['content']}")
+            return super().papermill_execute_cells()
+
+    class WarmEngine(NBClientEngine):
+        km: AsyncKernelManager | None = None  # this process's kept kernel
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            if cls.km is None or not run_sync(cls.km.is_alive)():
+                cls.km = AsyncKernelManager(kernel_name=kernel_name or "python3")
+                run_sync(cls.km.start_kernel)(extra_arguments=kwargs.get("extra_arguments") or [],
+                                              cwd=kwargs.get("cwd"))
+            cwd = kwargs.get("cwd") or str(Path.cwd())
+            kwargs = remove_args(["input_path", "cwd", "extra_arguments", "timeout", "startup_timeout"], **kwargs)
+            final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
+                                 kernel_name=kernel_name, log=logging.getLogger("papermill"), log_output=log_output,
+                                 stdout_file=stdout_file, stderr_file=stderr_file)
+            client = WarmClient(nb_man, km=cls.km, **final)
+            client.cwd = cwd
+            try:
+                return client.execute()
+            finally:
+                if client.kc is not None:  # the channels of this run; the kernel stays
+                    client.kc.stop_channels()
+
+    return WarmEngine

@@ -112,7 +112,7 @@ def execute_run(cfg: Config | dict, root: str | None = None, force: bool = False
             # The record's place and the deferred metrics reach the notebook as papermill parameters
             # (not Config fields, not environment variables): this process's environment never changes.
             notebook.execute(TRAIN_NOTEBOOK, path / "run.ipynb", {**cfg.to_dict(), "progress": False},
-                             extra={"record_dir": str(path), "defer_metrics": True}, cwd=path)
+                             extra={"record_dir": str(path), "defer_metrics": True}, cwd=path, warm=True)
             records.finalize(path)
         except Exception as exc:
             if path.is_dir():

@@ -54,3 +54,30 @@ def test_outside_git_nothing_is_compared(tmp_path):
     shutil.copy(NOTEBOOKS_DIR / "train.ipynb", copy)
     assert notebook.committed_sources(copy) is None
     assert len(notebook.template(copy).cells) == len(json.loads(copy.read_text())["cells"])
+
+
+@pytest.mark.slow
+def test_a_kept_kernel_gives_the_records_a_fresh_kernel_gives(tmp_path):
+    """A sweep worker runs notebook after notebook in one kernel (notebook.execute(warm=True)); after a
+    different run in it, a run's record is what a fresh kernel writes, and the kernel is the same."""
+    from papermill.engines import papermill_engines
+
+    from cldst import records
+    from cldst.config import Config
+
+    base = dict(dataset="synth100", num_tasks=2, image_size=16, width=4, batch_size=32, train_per_class=10,
+                test_per_class=4, epochs=1, update_frequency=2, progress=False, experiment="warm")
+    first, second = Config(**base, seed=1), Config(**base, seed=2, growth="gradient")
+
+    def run(cfg, folder, warm):
+        path = tmp_path / folder / cfg.run_id()
+        notebook.execute(NOTEBOOKS_DIR / "train.ipynb", tmp_path / f"{folder}-{cfg.seed}.ipynb", cfg.to_dict(),
+                         extra={"record_dir": str(path), "defer_metrics": False}, cwd=tmp_path, warm=warm)
+        metrics = json.loads((path / records.METRICS).read_text())
+        return {k: v for k, v in metrics.items() if k not in ("train_seconds", "task_seconds", "eval_seconds")}
+
+    run(first, "warm", warm=True)
+    kernel = papermill_engines.get_engine(notebook._warm_engine()).km
+    warm = run(second, "warm", warm=True)
+    assert papermill_engines.get_engine(notebook._warm_engine()).km is kernel  # the same kernel, kept
+    assert warm == run(second, "fresh", warm=False)

@@ -115,7 +115,7 @@ def fake_notebook(monkeypatch, result):
     it is given (record_dir, defer_metrics), and the calls counted."""
     calls = []
 
-    def execute(source, target, parameters, *, cwd, kernel_name=None, extra=None):
+    def execute(source, target, parameters, *, cwd, kernel_name=None, extra=None, warm=False):
         calls.append({"parameters": parameters, "extra": extra, "cwd": cwd})
         Path(target).write_text("{}")
         with records.progress_log(extra["record_dir"]):  # as the training notebook does
@@ -166,7 +166,7 @@ def test_execute_run_skips_a_run_another_process_holds(tmp_path, result, fake_no
 
 
 def test_finalize_removes_a_stale_error_txt(record, result, monkeypatch):
-    def execute(source, target, parameters, *, cwd, kernel_name=None, extra=None):
+    def execute(source, target, parameters, *, cwd, kernel_name=None, extra=None, warm=False):
         Path(target).write_text("{}")
         records.save_result(result, extra["record_dir"], defer=True)
         (Path(extra["record_dir"]) / "error.txt").write_text("from some other execution")
@@ -233,7 +233,7 @@ def test_execute_run_on_a_full_disk(tmp_path, result, monkeypatch, where):
     path = records.run_dir(result.config, root)
     masks = path / "masks.pt"
 
-    def execute(source, target, parameters, *, cwd, kernel_name=None, extra=None):
+    def execute(source, target, parameters, *, cwd, kernel_name=None, extra=None, warm=False):
         Path(target).write_text("")  # papermill's notebook write cut short
         if where == "worker":
             full_disk()

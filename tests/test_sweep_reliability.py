@@ -3,8 +3,9 @@ Ctrl-C, kill -TERM, a sweep killed outright, `cldst run` interrupted. Each sweep
 a subprocess, its experiment's grid replaced by tiny runs.
 
 Every notebook kernel started here runs an IPython startup file (IPYTHONDIR) that leaves one file per
-kernel: its working directory (the run directory), its parent (the worker) and its environment. That
-counts executions independently of what the sweeps report. Every process started here carries
+execution of the notebook in it (a worker keeps one kernel for its runs and moves it into each run's
+directory): the working directory (the run directory), the kernel's parent (the worker) and its
+environment. That counts executions independently of what the sweeps report. Every process started here carries
 CLDST_TEST_TAG in its environment, which finds whatever a sweep left running."""
 
 import json
@@ -44,11 +45,17 @@ sys.exit(cli.main(["sweep", "adaptive", "--root", {root!r}, "--workers", "{worke
 """
 
 STARTUP = """
-import json, os
-folder = os.environ.get("CLDST_TEST_KERNELS")
-if folder:
-    with open(os.path.join(folder, f"{os.getpid()}.json"), "w") as f:
-        json.dump({"cwd": os.getcwd(), "parent": os.getppid(), "env": dict(os.environ)}, f)
+def _record_execution(*args, last={"cwd": None}):  # the first cell an execution runs in its run directory
+    import json, os, uuid  # here: the kept kernel's namespace is reset before each run
+
+    folder = os.environ.get("CLDST_TEST_KERNELS")
+    if folder and os.getcwd() != last["cwd"]:
+        last["cwd"] = os.getcwd()
+        with open(os.path.join(folder, f"{os.getpid()}-{uuid.uuid4().hex}.json"), "w") as f:
+            json.dump({"cwd": os.getcwd(), "parent": os.getppid(), "pid": os.getpid(), "env": dict(os.environ)}, f)
+
+
+get_ipython().events.register("pre_run_cell", _record_execution)
 """
 
 
@@ -118,7 +125,7 @@ def test_two_sweeps_at_once_execute_each_run_once(tmp_path, env):
     outs = [p.communicate(timeout=400) for p in sweeps]
     assert [p.returncode for p in sweeps] == [0, 0], outs
 
-    # every run executed exactly once, by one of the two (a kernel per execution, in the run's directory)
+    # every run executed exactly once, by one of the two (one execution in each run's directory)
     dirs = [str(records.run_dir(c, root)) for c in cfgs]
     ks = kernels(env)
     assert sorted(k["cwd"] for k in ks) == sorted(dirs)

@@ -45,6 +45,22 @@ CANDIDATES: dict[str, dict] = {
                        "update_frequency": 10},
     "w8-32px-200": {"image_size": 32, "width": 8, "train_per_class": 200, "epochs": 2, "lr": 3e-3,
                     "update_frequency": 15},
+    # after the first scan: more distinct images for fewer passes, larger batches (less per-step overhead)
+    "w8-32px-200x1": {"image_size": 32, "width": 8, "train_per_class": 200, "epochs": 1, "lr": 3e-3,
+                      "update_frequency": 10},
+    "w8-32px-300x1-b64": {"image_size": 32, "width": 8, "train_per_class": 300, "epochs": 1, "batch_size": 64,
+                          "lr": 3e-3, "update_frequency": 8},
+    "w8-32px-200x2-b64": {"image_size": 32, "width": 8, "train_per_class": 200, "epochs": 2, "batch_size": 64,
+                          "lr": 3e-3, "update_frequency": 10},
+    "w8-32px-400x1-b64": {"image_size": 32, "width": 8, "train_per_class": 400, "epochs": 1, "batch_size": 64,
+                          "lr": 3e-3, "update_frequency": 10},
+    # third round: 30 test images per class (evaluation was a quarter of a run), within the time budget
+    "w8-32px-200x1-b64-t30": {"image_size": 32, "width": 8, "train_per_class": 200, "epochs": 1, "batch_size": 64,
+                              "test_per_class": 30, "lr": 3e-3, "update_frequency": 5},
+    "w8-32px-250x1-b64-t30": {"image_size": 32, "width": 8, "train_per_class": 250, "epochs": 1, "batch_size": 64,
+                              "test_per_class": 30, "lr": 3e-3, "update_frequency": 6},
+    "w8-32px-300x1-b64-t30": {"image_size": 32, "width": 8, "train_per_class": 300, "epochs": 1, "batch_size": 64,
+                              "test_per_class": 30, "lr": 3e-3, "update_frequency": 8},
 }
 COMMON = {"dataset": "synth100", "num_tasks": 10, "batch_size": 32, "test_per_class": 50, "variant": "authors",
           "progress": False, "save_masks": False}
@@ -62,7 +78,7 @@ def one(candidate: str, probe: str, seed: int, path: Path) -> None:
     from cldst.config import Config
     from cldst.train import train_continual
 
-    fields = {**COMMON, **CANDIDATES[candidate], **PROBES[probe], "seed": seed}
+    fields = {**COMMON, **CANDIDATES[candidate], **PROBES[probe], "seed": seed}  # a candidate may override COMMON
     start = time.perf_counter()
     result = train_continual(Config(**fields))
     path.write_text(json.dumps({

@@ -173,9 +173,8 @@ def cmd_collect(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from pathlib import Path
-
     from cldst import analysis
+    from cldst.analysis.report import build_report
     from cldst.collect import find_records
     from cldst.paths import figures_dir, runs_dir, tables_dir
 
@@ -188,16 +187,65 @@ def cmd_figures(args) -> int:
     for kind, folder in (("figures", figures_dir()), ("tables", tables_dir())):
         stems = {p.stem for p in folder.glob(f"{args.profile}_*")}
         print(f"{kind}: {len(stems)} {args.profile}_* artifacts in {folder}")
+    report = build_report(runs_root=Path(args.root) if args.root else None)
+    print(f"report: {report} (every figure, table and finding, each from the most informative profile)")
     return 0
 
 
 def cmd_demo(args) -> int:
-    """The smoke profile of every experiment, collected, and every figure and table built from it."""
-    args.experiments, args.profile, args.seeds, args.executor = ["all"], "smoke", None, "local"
-    code = cmd_sweep(args)
-    args.out = None
-    cmd_figures(args)
+    """The findings at CPU scale, every other artifact at smoke scale, the report, and where the time went.
+
+    The cpu profile runs the experiments behind the paper's findings (3 seeds each); the smoke profile
+    runs every other experiment once, as a pipeline check; then the figures, tables and findings of
+    both, and figures/index.html."""
+    import time
+
+    from cldst import experiments
+    from cldst.collect import collect
+    from cldst.paths import runs_dir
+
+    start = time.perf_counter()
+    cpu = experiments.experiments_of("cpu")
+    plan = [("cpu", cpu), ("smoke", [n for n in experiments.experiments_of("smoke") if n not in cpu])]
+    code, walls = 0, {}
+    for profile, names in plan:
+        t0 = time.perf_counter()
+        args.experiments, args.profile, args.seeds, args.executor = names, profile, None, "local"
+        code = max(code, cmd_sweep(args))
+        walls[profile] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for profile, _ in plan:
+        args.profile = profile
+        cmd_figures(args)
+    analysis_wall = time.perf_counter() - t0
+    root = Path(args.root) if args.root else runs_dir()
+    lines = []
+    for profile, _ in plan:
+        runs, _ = collect(root / profile)
+        train = float(runs["train_seconds"].sum()) if len(runs) else 0.0
+        evaluate = float(runs["eval_seconds"].sum()) if len(runs) else 0.0
+        busy = walls[profile] * args.workers  # worker-seconds the sweep had
+        lines.append(f"  {profile:6s} {len(runs):4d} runs in {walls[profile] / 60:5.1f} min with {args.workers} workers: "
+                     f"training {train / busy:4.0%}, evaluation {evaluate / busy:4.0%}, "
+                     f"kernel, notebook, data and record {max(busy - train - evaluate, 0) / busy:4.0%} of the workers' time")
+    install = _install_seconds()
+    total = time.perf_counter() - start
+    print("where the demo's time went:")
+    if install is not None:
+        print(f"  install {install / 60:5.1f} min (make install, the first time)")
+    print("\n".join(lines))
+    print(f"  analysis {analysis_wall / 60:5.1f} min (notebooks, figures, tables, findings, report)")
+    print(f"  total    {total / 60:5.1f} min" + (f" + {install / 60:.1f} min install" if install is not None else ""))
     return code
+
+
+def _install_seconds() -> float | None:
+    """What `make install` recorded of its own duration, if it did."""
+    path = Path(sys.prefix) / ".install_seconds"
+    try:
+        return float(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def cmd_experiments(args) -> int:
@@ -225,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     for name, func, helptext in [("sweep", cmd_sweep, "execute an experiment's grid"),
-                                 ("demo", cmd_demo, "smoke profile of every experiment, then figures")]:
+                                 ("demo", cmd_demo, "the findings at CPU scale (cpu profile, 3 seeds), every other "
+                                                    "artifact at smoke scale, then figures, tables and the report")]:
         sp = sub.add_parser(name, help=helptext)
         if name == "sweep":
             sp.add_argument("experiments", nargs="+", help="experiment names, or 'all'")

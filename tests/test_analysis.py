@@ -385,7 +385,7 @@ def test_figure_bn_has_a_line_per_batchnorm(tmp_path):
     _, curves = collect(tmp_path / "runs")
     figs, notes = analysis.build_appendix_figures(curves, "smoke", tmp_path)
     assert list(figs) == ["figureBN"]
-    assert notes[-1].startswith("figureBN: partial, 2 of 12 grid points of batchnorm have runs")
+    assert notes[-1].startswith("figureBN: partial, 2 of 6 grid points of batchnorm have runs")
     assert (tmp_path / "smoke_figureBN_batchnorm.png").is_file()
     fig = figs["figureBN"]
     panel = next(ax for ax in fig.axes if ax.get_title() == "ERK, 90% sparsity")

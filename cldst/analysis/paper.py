@@ -77,7 +77,7 @@ def expected_points(experiment: str, profile: str) -> pd.DataFrame:
     exp, prof = get_experiment(experiment), get_profile(profile)
     points = pd.DataFrame(list(itertools.product(*exp.grid.values())), columns=list(exp.grid))
     if "update_frequency" in points:  # the profile scales it exactly as experiments.configs does
-        points["update_frequency"] = (points["update_frequency"] // prof.update_divisor).clip(lower=1)
+        points["update_frequency"] = points["update_frequency"].map(prof.update_frequency)
     return points
 
 

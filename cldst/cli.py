@@ -172,10 +172,13 @@ def cmd_collect(args) -> int:
     return 0
 
 
-def cmd_figures(args) -> int:
+def cmd_figures(args, experiments: list[str] | None = None) -> int:
+    """Every artifact of a profile from its records, then the report; `experiments`: say what is missing
+    only for these (the demo builds each artifact from one profile)."""
     from cldst import analysis
     from cldst.analysis.report import build_report
     from cldst.collect import find_records
+    from cldst.experiments import ARTIFACTS
     from cldst.paths import figures_dir, runs_dir, tables_dir
 
     # --root is the runs directory (as for sweep); a profile's runs live under <root>/<profile>/
@@ -183,7 +186,9 @@ def cmd_figures(args) -> int:
     missing = analysis.build_all(profile=args.profile, root=root)  # its collect names each record left out
     print(f"records under {root}: {find_records(root).counts()}")
     for line in missing:
-        print(f"missing: {line}")
+        name = line.split(":", 1)[0]
+        if experiments is None or (name in ARTIFACTS and ARTIFACTS[name].experiment in experiments):
+            print(f"missing: {line}")
     for kind, folder in (("figures", figures_dir()), ("tables", tables_dir())):
         stems = {p.stem for p in folder.glob(f"{args.profile}_*")}
         print(f"{kind}: {len(stems)} {args.profile}_* artifacts in {folder}")
@@ -214,9 +219,9 @@ def cmd_demo(args) -> int:
         code = max(code, cmd_sweep(args))
         walls[profile] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    for profile, _ in plan:
+    for profile, names in plan:
         args.profile = profile
-        cmd_figures(args)
+        cmd_figures(args, experiments=names)
     analysis_wall = time.perf_counter() - t0
     root = Path(args.root) if args.root else runs_dir()
     lines = []

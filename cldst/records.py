@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -231,7 +232,12 @@ def write_error(path: Path, text: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
+    """The project's commit, "-dirty" when tracked files differ from it; None outside git. Once per
+    process. The nbstripout filter is bypassed for the check: `git status` would run it (a Python
+    process per notebook) on every file of a fresh clone, whose index git cannot yet trust by date,
+    and that took a minute."""
     try:
         out = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
@@ -239,8 +245,8 @@ def git_commit() -> str | None:
         commit = out.stdout.strip() if out.returncode == 0 else None
         if commit:
             dirty = subprocess.run(
-                ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True, timeout=10,
+                ["git", "-C", str(PROJECT_ROOT), "-c", "filter.nbstripout.clean=cat", "status", "--porcelain",
+                 "--untracked-files=no"], capture_output=True, text=True, timeout=10,
             ).stdout.strip()
             return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

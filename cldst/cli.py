@@ -20,7 +20,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from cldst.config import PRESETS, Config, coerce, field_help
-from cldst.errors import CldstError, ConfigError
+from cldst.errors import CldstError, ConfigError, Interrupted
 
 # The authors' flag names (their cifar100.py / miniImageNet100.py and README).
 ALIASES = {"sparse_init": ["--init"], "arch": ["--net_name"], "drop": ["--death"], "drop_fraction": ["--death_rate"]}
@@ -72,9 +72,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args) -> int:
+    cfg = config_from_args(args)  # first: a bad value is one line before anything heavy is imported
     from cldst import records, sweep
 
-    cfg = config_from_args(args)
     path = records.run_dir(cfg)
     # One run is a sweep of one: the same lock, record checks, worker and signal handling. Its kernel
     # writes what it is about to train and each finished task to progress.log; shown here as it comes.
@@ -314,8 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    from cldst.sweep import Interrupted
-
     try:
         return args.func(args)
     except Interrupted as exc:  # the sweep ended its workers and kernels; say what is left

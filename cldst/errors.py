@@ -13,6 +13,15 @@ class DataError(CldstError):
     """A dataset file is missing, corrupt or not what was expected."""
 
 
+class Interrupted(Exception):
+    """A signal (SIGINT, SIGTERM) stopped the work; str() is the one line to show, signum the signal.
+    Here, not in cldst.sweep (which raises it), so the CLI can catch it without importing torch."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 def check_choice(field: str, value: object, allowed) -> None:
     """ConfigError "field='value' is not one of: a, b, c" unless `value` is in `allowed`."""
     allowed = tuple(allowed)

@@ -40,7 +40,7 @@ from pathlib import Path
 import psutil  # imported here, not in a signal handler: a handler may interrupt an import
 from tqdm.auto import tqdm
 
-from cldst import notebook, records
+from cldst import errors, notebook, records
 from cldst.config import Config
 from cldst.errors import ConfigError, one_line
 from cldst.paths import NOTEBOOKS_DIR
@@ -81,13 +81,13 @@ class SweepReport:
         return ", ".join(parts)
 
 
-class Interrupted(Exception):
+class Interrupted(errors.Interrupted):
     """SIGINT or SIGTERM stopped a sweep; its workers and kernels are gone. str() is the line to show."""
 
     def __init__(self, report: SweepReport, signum: int):
-        self.report, self.signum = report, signum
+        self.report = report
         super().__init__(f"interrupted: {len(report.done)} done, {len(report.not_started)} not started; "
-                         "re-run to resume")
+                         "re-run to resume", signum)
 
 
 def execute_run(cfg: Config | dict, root: str | None = None, force: bool = False) -> str:

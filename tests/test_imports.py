@@ -17,6 +17,7 @@ def test_the_cli_and_the_config_import_no_heavy_library_and_fast():
     and validate may pull in torch or pandas (cldst.lazy). -X importtime measures the import itself."""
     code = ("import sys, cldst.cli, cldst.config; "
             "cldst.config.Config(growth='0:random,5:gradient', drop='magnitude').validate(); "
+            "assert cldst.cli.main(['run', '--density', '2']) == 2; "  # a bad value: one line, nothing heavy
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"imported by the CLI: {out.stdout.strip()}"

@@ -69,12 +69,14 @@ def find_records(root: str | Path | None = None) -> Found:
     return found
 
 
-def collect(root: str | Path | None = None, found: Found | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The runs and curves tables of the complete records under `root` (or of `found`, already scanned)."""
+def collect(root: str | Path | None = None, found: Found | None = None,
+            warn: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs and curves tables of the complete records under `root` (or of `found`, already scanned);
+    `warn`: name each record left out (off where the caller has named them already)."""
     found = found or find_records(root)
-    for run, why in found.unreadable.items():
+    for run, why in found.unreadable.items() if warn else ():
         log.warning("unreadable record %s: %s", run, why.partition(": ")[2])
-    for run in found.partial:
+    for run in found.partial if warn else ():
         log.warning("partial record %s: no metrics.json (failed, killed or still running)", run)
     rows, curves = [], []
     for run in found.complete:

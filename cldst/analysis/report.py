@@ -69,13 +69,14 @@ def artifact_files(artifact: Artifact, profile: str, figures: Path, tables: Path
 
 
 def run_counts(profiles: list[str], runs_root: Path) -> dict[str, pd.DataFrame]:
-    """The collected runs of each profile that has any (papermill_runs/<profile>/)."""
+    """The collected runs of each profile that has any (papermill_runs/<profile>/); quiet about records left
+    out (`cldst figures` has named them)."""
     from cldst.collect import collect
 
     out = {}
     for profile in profiles:
         if (runs_root / profile).is_dir():
-            runs, _ = collect(runs_root / profile)
+            runs, _ = collect(runs_root / profile, warn=False)
             if not runs.empty:
                 out[profile] = runs
     return out

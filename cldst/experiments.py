@@ -70,14 +70,20 @@ class Artifact:
     written under (a profile other than "paper" prefixes it) and the analysis notebook that makes it."""
 
     name: str  # the paper's name: "table1", "figure2", ...; ours: "figureBN", "findings", "capacity"
-    experiment: str  # the EXPERIMENTS entry whose runs it shows (findings also read the main experiments')
+    experiment: str  # the EXPERIMENTS entry whose runs it shows
     stem: str  # output file name without extension (capacity writes capacity_<part>)
     notebook: str  # notebooks/<notebook>.ipynb builds it
     caption: str = ""  # what it shows, when that is not its experiment's title
+    reads: tuple[str, ...] = ()  # other experiments whose runs it reads (the findings read several)
 
     @property
     def title(self) -> str:
         return self.caption or EXPERIMENTS[self.experiment].title
+
+    @property
+    def experiments(self) -> tuple[str, ...]:
+        """Every experiment whose runs it reads, its own first."""
+        return (self.experiment, *self.reads)
 
 
 def _main(name: str, title: str, dataset: str, tasks: int, epochs: int) -> Experiment:
@@ -150,7 +156,8 @@ ARTIFACTS: dict[str, Artifact] = {
         Artifact("table3", "cifar100-10", "table3_cifar100_10tasks", "analysis_tables"),
         Artifact("table4", "cifar100-5", "table4_cifar100_5tasks", "analysis_tables"),
         Artifact("findings", "adaptive", "findings", "analysis_tables",
-                 "the paper's four findings and two of ours, with 95% intervals over seeds"),
+                 "the paper's four findings and two of ours, with 95% intervals over seeds",
+                 reads=("cifar100-20", "miniimagenet-10", "cifar100-10", "cifar100-5", "batchnorm")),
         Artifact("figure2", "cifar100-20", "figure2_cifar100_20tasks", "analysis_figures"),
         Artifact("figure3", "miniimagenet-10", "figure3_miniimagenet_10tasks", "analysis_figures"),
         Artifact("figure4", "cifar100-10", "figure4_cifar100_10tasks", "analysis_figures"),
@@ -223,7 +230,7 @@ PROFILES: dict[str, Profile] = {
         # gets topology updates (a test checks)
         update_divisor=70,
         epochs=1,
-        note="SMOKE PROFILE: embedded synth100 data, tiny network, 2 epochs; a pipeline check, "
+        note="SMOKE PROFILE: embedded synth100 data, tiny network, 1 epoch per task; a pipeline check, "
              "not comparable to the paper's CIFAR-100/miniImageNet numbers",
     ),
 }

@@ -56,6 +56,8 @@ def built(tmp_path):
                     f"**{name} caption**\n\n| finding | verdict |\n|:--|:--|\n| I | **holds** |\n| II | *inconclusive* |\n")
         for seed in range(3 if profile == "cpu" else 1):
             fake_run(runs / profile, f"{profile}/cifar100-10", seed)
+    for seed in range(2):  # the findings read these too
+        fake_run(runs / "cpu", "cpu/adaptive", seed)
     page = build_report(figures=figures, tables=tables, runs_root=runs)
     return page
 
@@ -67,6 +69,9 @@ def test_the_page_names_every_artifact_and_which_profile_made_it(built):
     assert 'data-artifact="figure4" data-profile="cpu"' in text  # cpu is preferred to smoke
     assert 'data-artifact="figure2" data-profile="smoke"' in text
     assert "made by the <b>cpu</b> profile from <b>3</b> runs of experiment <code>cifar100-10</code> (3 seeds)" in text
+    # the findings count the runs of every experiment they read that has runs: adaptive's 2 and the 3 main ones
+    assert ("made by the <b>cpu</b> profile from <b>5</b> runs of experiments <code>adaptive</code>, "
+            "<code>cifar100-10</code> (3 seeds)") in text
     assert "also built by: <a" in text  # figure 4's smoke version is linked
     assert text.index('id="a-findings"') < text.index('id="a-table1"')  # the findings lead
     assert text.count('class="missing">Not built') == len(ARTIFACTS) - 5

@@ -103,11 +103,15 @@ def build_report(*, figures: str | Path | None = None, tables: str | Path | None
                             f'then cldst figures --profile ...).</p></section>')
             continue
         profile = next(iter(versions))
-        n = len(select_runs(runs[profile], artifact.experiment, profile)) if profile in runs else 0
-        seeds = sorted(select_runs(runs[profile], artifact.experiment, profile)["seed"].unique()) if n else []
+        used = {e: select_runs(runs[profile], e, profile) if profile in runs else pd.DataFrame()
+                for e in artifact.experiments}
+        used = {e: sel for e, sel in used.items() if len(sel)} or {artifact.experiment: pd.DataFrame()}
+        n = sum(len(sel) for sel in used.values())
+        seeds = {s for sel in used.values() if len(sel) for s in sel["seed"].unique()}
         seed_note = f" ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})" if n else ""
-        made = (f"made by the <b>{profile}</b> profile from <b>{n}</b> runs of experiment "
-                f"<code>{artifact.experiment}</code>{seed_note}; {html.escape(profile_note(profile))}")
+        names = ", ".join(f"<code>{e}</code>" for e in used)
+        made = (f"made by the <b>{profile}</b> profile from <b>{n}</b> runs of experiment{'s' if len(used) > 1 else ''} "
+                f"{names}{seed_note}; {html.escape(profile_note(profile))}")
         others = [p for p in versions if p != profile]
         if others:
             made += "; also built by: " + ", ".join(

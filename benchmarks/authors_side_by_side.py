@@ -39,6 +39,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from jobs import Job, one_thread_env, run_jobs  # noqa: E402  (benchmarks/jobs.py, beside this script)
 
 from cldst.stats import welch  # noqa: E402
 
@@ -234,22 +235,14 @@ def result_path(out: Path, side: str, setting: str, seed: int, tag: str) -> Path
     return out / f"{side}{tag}-{setting.replace('/', '-')}-s{seed}.json"
 
 
-def launch(out: Path, side: str, setting: str, seed: int, args) -> subprocess.Popen | None:
+def job(out: Path, side: str, setting: str, seed: int, args) -> Job:
+    """One run of one side, in its own working directory (the authors' code writes files where it runs)."""
     path = result_path(out, side, setting, seed, args.tag if side == "cldst" else "")
-    if path.exists():
-        return None
     workdir = out / "work" / path.stem
-    workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "_one", "--side", side, "--setting", setting,
            "--seed", str(seed), "--data", str(out / "images.pt"), "--result", str(path), "--authors", str(args.authors),
            "--overrides", args.overrides or "{}"]
-    env = dict(os.environ)
-    if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    log = open(workdir / "log.txt", "w")
-    proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    proc.started, proc.path, proc.log = time.perf_counter(), path, log
-    return proc
+    return Job(cmd, path, cwd=workdir, log=workdir / "log.txt")
 
 
 def run_all(args) -> None:
@@ -257,24 +250,17 @@ def run_all(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "images.pt").exists():
         export_images(out / "images.pt")
-    jobs = [(side, setting, seed) for setting in args.settings for seed in args.seeds for side in args.sides]
-    running: list[subprocess.Popen] = []
-    while jobs or running:
-        while jobs and len(running) < args.workers:
-            proc = launch(out, *jobs.pop(0), args)
-            if proc is not None:
-                running.append(proc)
-        for proc in list(running):
-            if proc.poll() is not None:
-                running.remove(proc)
-                proc.log.close()
-                if proc.returncode:
-                    raise SystemExit(f"run failed ({proc.returncode}); see {Path(proc.log.name)}")
-                result = json.loads(proc.path.read_text())
-                result["wall_seconds"] = time.perf_counter() - proc.started
-                proc.path.write_text(json.dumps(result))
-                print(f"done {proc.path.name}: ACC {result['acc']:.1f}, {result['wall_seconds']:.0f} s", flush=True)
-        time.sleep(0.5)
+
+    def done(path: Path, wall: float) -> None:
+        result = json.loads(path.read_text())
+        result["wall_seconds"] = wall
+        path.write_text(json.dumps(result))
+        print(f"done {path.name}: ACC {result['acc']:.1f}, {wall:.0f} s", flush=True)
+
+    jobs = [job(out, side, setting, seed, args)
+            for setting in args.settings for seed in args.seeds for side in args.sides]
+    run_jobs(jobs, workers=args.workers, env=one_thread_env(args.threads) if args.threads else dict(os.environ),
+             on_done=done)
 
 
 def _fmt(values) -> str:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from jobs import Job, run_jobs  # noqa: E402  (benchmarks/jobs.py, beside this script)
 
 # name -> Config fields (the scale only); every candidate: synth100, 10 tasks, batch 32
 CANDIDATES: dict[str, dict] = {
@@ -91,24 +90,15 @@ def one(candidate: str, probe: str, seed: int, path: Path) -> None:
 def run_all(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(c, p, s) for c in args.candidates for p in args.probes for s in args.seeds]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    running: list = []
-    while jobs or running:
-        while jobs and len(running) < 2:
-            c, p, s = jobs.pop(0)
-            path = out / f"{c}-{p}-s{s}.json"
-            if not path.exists():
-                running.append((subprocess.Popen([sys.executable, __file__, "_one", c, p, str(s), str(path)], env=env), path))
-        for proc, path in list(running):
-            if proc.poll() is not None:
-                running.remove((proc, path))
-                if proc.returncode:
-                    raise SystemExit(f"{path.name} failed")
-                r = json.loads(path.read_text())
-                print(f"{path.stem}: ACC {r['acc']:.1f}, task 1 {r['task1']:.1f}, "
-                      f"{r['train_seconds'] + r['eval_seconds']:.1f} s", flush=True)
-        time.sleep(0.3)
+
+    def done(path: Path, _wall: float) -> None:
+        r = json.loads(path.read_text())
+        print(f"{path.stem}: ACC {r['acc']:.1f}, task 1 {r['task1']:.1f}, "
+              f"{r['train_seconds'] + r['eval_seconds']:.1f} s", flush=True)
+
+    run_jobs([Job([sys.executable, __file__, "_one", c, p, str(s), str(out / f"{c}-{p}-s{s}.json")],
+                  out / f"{c}-{p}-s{s}.json")
+              for c in args.candidates for p in args.probes for s in args.seeds], workers=2, on_done=done)
 
 
 def report(args) -> None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from jobs import Job, run_jobs  # noqa: E402  (benchmarks/jobs.py, beside this script)
 
 from cldst.sparse import REUSES  # noqa: E402
 from cldst.stats import welch  # noqa: E402
@@ -61,23 +60,14 @@ def one(reuse: str, setting: str, seed: int, path: Path) -> None:
 def run_all(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(r, s, seed) for seed in args.seeds for s in SETTINGS for r in REUSES]
-    running = []
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    while jobs or running:
-        while jobs and len(running) < args.workers:
-            reuse, setting, seed = jobs.pop(0)
-            path = out / f"{reuse}-{setting.replace('/', '-')}-s{seed}.json"
-            if not path.exists():
-                cmd = [sys.executable, __file__, "_one", reuse, setting, str(seed), str(path)]
-                running.append((subprocess.Popen(cmd, env=env), path))
-        for proc, path in list(running):
-            if proc.poll() is not None:
-                running.remove((proc, path))
-                if proc.returncode:
-                    raise SystemExit(f"{path.name} failed ({proc.returncode})")
-                print(f"done {path.name}: ACC {json.loads(path.read_text())['acc']:.1f}", flush=True)
-        time.sleep(0.5)
+    jobs = []
+    for seed in args.seeds:
+        for setting in SETTINGS:
+            for reuse in REUSES:
+                path = out / f"{reuse}-{setting.replace('/', '-')}-s{seed}.json"
+                jobs.append(Job([sys.executable, __file__, "_one", reuse, setting, str(seed), str(path)], path))
+    run_jobs(jobs, workers=args.workers,
+             on_done=lambda path, _: print(f"done {path.name}: ACC {json.loads(path.read_text())['acc']:.1f}", flush=True))
 
 
 def report(args) -> None:

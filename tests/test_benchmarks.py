@@ -71,3 +71,33 @@ def test_fast_path_options_keep_the_dst_step_correct_on_cpu(tmp_path: Path) -> N
     # check_dst_step raises (non-zero exit) unless the loss is finite and every invariant holds.
     assert numbers["steps"]["check"].endswith("finite, sparsity invariants hold")
     assert numbers["projection"]["rates"]["vgg"]["source"] == "assumed = resnet18"
+
+
+def load_jobs():
+    """benchmarks/jobs.py, the job pool the calibration, reuse-rule and side-by-side benchmarks share."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_jobs", ROOT / "benchmarks" / "jobs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_job_pool_runs_what_is_missing_and_stops_at_a_failure(tmp_path: Path) -> None:
+    jobs = load_jobs()
+    write = "import os, pathlib, sys; pathlib.Path(sys.argv[1]).write_text(os.environ['OMP_NUM_THREADS'])"
+    results = [tmp_path / f"r{i}.txt" for i in range(4)]
+    results[1].write_text("earlier")  # done before: skipped, left alone
+    done = []
+    ran = jobs.run_jobs([jobs.Job([sys.executable, "-c", write, str(r)], r) for r in results], workers=2,
+                        on_done=lambda path, wall: done.append(path), poll_s=0.01)
+    assert ran == 3 and sorted(done) == [results[0], results[2], results[3]]
+    assert [r.read_text() for r in results] == ["1", "earlier", "1", "1"]  # one thread per child
+
+    log = tmp_path / "work" / "log.txt"
+    fail = jobs.Job([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], tmp_path / "never.txt",
+                    cwd=tmp_path / "work", log=log)
+    with pytest.raises(SystemExit, match=r"never.txt failed \(exit 3\); see .*log.txt"):
+        jobs.run_jobs([fail], poll_s=0.01)
+    assert log.read_text() == "boom\n"

@@ -35,7 +35,7 @@ def markdown_html(text: str) -> str:
 
     def flush_table() -> None:
         if rows:
-            head, body = rows[0], [r for r in rows[2:]]
+            head, body = rows[0], rows[2:]
             out.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr></thead><tbody>"
                        + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in body)
                        + "</tbody></table>")

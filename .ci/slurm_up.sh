@@ -8,7 +8,7 @@
 #   .ci/slurm_up.sh --fresh    the same after wiping the controller's state (job ids restart at 1)
 #   .ci/slurm_down.sh          stop what this script started
 #
-# The test cluster is small on purpose: MaxArraySize=5 (so a sweep must split its arrays), partition
+# The test cluster is small on purpose: MaxArraySize=2 (so a sweep must split its arrays), partition
 # `debug` (default, no time limit) and partition `short` (MaxTime=5 minutes, for the impossible-request test).
 # State, spool, logs and PID files live in $CLDST_SLURM_DIR (default /tmp/cldst-slurm); the configs in
 # /etc/slurm, where Slurm's commands look for them.
@@ -21,11 +21,52 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 FRESH=0
 [ "${1:-}" = --fresh ] && FRESH=1
 
+slurm_conf() {  # the cluster's slurm.conf, on stdout
+    local mem=$(( $(free -m | awk '/^Mem:/{print $2}') * 9 / 10 ))
+    cat <<CONF
+# cldst's single-node test cluster, written by .ci/slurm_up.sh
+ClusterName=cldst
+SlurmctldHost=$HOST
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+MpiDefault=none
+# no cgroups on these machines
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+JobAcctGatherType=jobacct_gather/linux
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=1
+# cores only (no memory as a consumable): array tasks then run side by side
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+MinJobAge=300
+KillWait=5
+MaxArraySize=2
+StateSaveLocation=$DIR/state
+SlurmdSpoolDir=$DIR/spool
+SlurmctldPidFile=$DIR/slurmctld.pid
+SlurmdPidFile=$DIR/slurmd.pid
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=short Nodes=ALL Default=NO MaxTime=5 State=UP
+CONF
+}
+
 alive() { [ -s "$DIR/$1.pid" ] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 node_idle() { sinfo -h -N -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)$'; }
 
-if [ $FRESH = 0 ] && alive slurmctld && alive slurmd && node_idle; then
-    exit 0  # already up
+if [ $FRESH = 0 ] && alive slurmctld && alive slurmd && node_idle && slurm_conf | cmp -s - /etc/slurm/slurm.conf; then
+    exit 0  # already up, as this script would start it now
 fi
 
 fail() {
@@ -56,7 +97,8 @@ if [ -n "$missing" ]; then
 fi
 
 "$HERE/slurm_down.sh" >/dev/null 2>&1 || true  # a half-started cluster from an earlier try
-[ $FRESH = 1 ] && rm -rf "$DIR/state"
+FRESH_DB=0
+if [ $FRESH = 1 ]; then rm -rf "$DIR/state"; FRESH_DB=1; fi  # and the accounting database (below)
 mkdir -p "$DIR"/state "$DIR"/spool "$DIR"/log
 
 # ------------------------------------------------------------------ munge (authentication)
@@ -75,44 +117,7 @@ cp /run/munge/munged.pid "$DIR/munged.pid"
 # ------------------------------------------------------------------ slurm.conf
 grep -qw "$HOST" /etc/hosts || echo "127.0.0.1 $HOST" >> /etc/hosts
 mkdir -p /etc/slurm
-MEM=$(( $(free -m | awk '/^Mem:/{print $2}') * 9 / 10 ))
-cat > /etc/slurm/slurm.conf <<CONF
-# cldst's single-node test cluster, written by .ci/slurm_up.sh
-ClusterName=cldst
-SlurmctldHost=$HOST
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-MpiDefault=none
-# no cgroups on these machines
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
-JobAcctGatherType=jobacct_gather/linux
-JobCompType=jobcomp/none
-SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=1
-# cores only (no memory as a consumable): array tasks then run side by side
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-ReturnToService=2
-MinJobAge=300
-KillWait=5
-MaxArraySize=5
-StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
-SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmdPidFile=$DIR/slurmd.pid
-SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-PartitionName=short Nodes=ALL Default=NO MaxTime=5 State=UP
-CONF
+slurm_conf > /etc/slurm/slurm.conf
 
 # ------------------------------------------------------------------ accounting: MariaDB + slurmdbd
 install -d -o mysql -g mysql -m 755 /run/mysqld "$DIR/log/mariadb"  # mariadbd writes as user mysql
@@ -124,6 +129,8 @@ fi
 wait_for 60 mariadb mariadb-admin ping
 wait_for 10 "mariadb pid file" test -s /run/mysqld/mysqld.pid
 cp /run/mysqld/mysqld.pid "$DIR/mariadbd.pid"
+# a fresh cluster forgets its jobs: sacct would otherwise show an old job under a reused id
+[ $FRESH_DB = 1 ] && mariadb -e "DROP DATABASE IF EXISTS slurm_acct_db"
 mariadb -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'cldst';
             GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
 cat > /etc/slurm/slurmdbd.conf <<CONF
@@ -149,4 +156,4 @@ wait_for 60 slurmctld scontrol ping
 slurmd
 wait_for 90 "node $HOST idle" node_idle
 wait_for 30 "cluster in slurmdbd" sh -c "sacctmgr -n list cluster format=cluster | grep -qw cldst"
-echo "slurm up in $(( $(date +%s) - start ))s: partitions debug (default) and short (MaxTime=5), MaxArraySize=5; logs in $DIR/log"
+echo "slurm up in $(( $(date +%s) - start ))s: partitions debug (default) and short (MaxTime=5), MaxArraySize=2; logs in $DIR/log"

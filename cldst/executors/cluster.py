@@ -87,7 +87,7 @@ def run(batch: Batch, *, cluster: str, resources: slurm.Resources, workers: int)
                           "--gres and --sbatch") from None
     log.info("submitted %d run(s) as %d job array(s) from %s", len(jobs), -(-len(todo) // size), folder)
     pending = dict(zip(jobs, todo))
-    last_status = 0.0
+    last_status, shown = 0.0, ""
     while pending:
         if batch.signum:
             _interrupt(pending, report, cluster)
@@ -98,7 +98,7 @@ def run(batch: Batch, *, cluster: str, resources: slurm.Resources, workers: int)
             bar.update(1)
         if cluster == "slurm" and pending and time.monotonic() - last_status > STATUS_EVERY:
             last_status = time.monotonic()
-            _show_status(pending, report, bar)
+            shown = _show_status(pending, report, bar, shown)
         time.sleep(POLL)
 
 
@@ -130,7 +130,7 @@ def _state(job) -> str:
         return "UNKNOWN"
 
 
-def _show_status(pending: dict, report, bar) -> None:
+def _show_status(pending: dict, report, bar, shown: str) -> str:
     """Counts of the runs in flight by state, with the reasons jobs wait; stops on an impossible reason."""
     table = slurm.queue(j.job_id for j in pending)
     running = sum(1 for j in pending if table.get(j.job_id, ("",))[0] in ("RUNNING", "COMPLETING"))
@@ -144,7 +144,9 @@ def _show_status(pending: dict, report, bar) -> None:
     status = (f"pending {len(waiting)}" + (f" ({reasons})" if reasons else "")
               + f", running {running}, done {len(report.done) + len(report.skipped)}, failed {len(report.failed)}")
     bar.set_postfix_str(status)
-    log.info("slurm: %s", status)
+    if status != shown:  # the log says each change once (the bar shows it as it is)
+        log.info("slurm: %s", status)
+    return status
 
 
 def _interrupt(pending: dict, report, cluster: str) -> None:

@@ -179,3 +179,12 @@ def queue(job_ids) -> dict[str, tuple[str, str]]:
         if len(parts) == 3:
             table[parts[0]] = (parts[1], parts[2])
     return table
+
+
+def resolve(profile: str | Path | None, runs_dir: Path, options: dict) -> Resources:
+    """Resources for a sweep: the named profile file, else the runs directory's own cluster.toml if it has
+    one, else Slurm's defaults as above; command-line `options` (None: not given) over any of them."""
+    if profile is None and (runs_dir / PROFILE_FILE).is_file():
+        profile = runs_dir / PROFILE_FILE
+    base = load_profile(profile) if profile is not None else Resources()
+    return base.merged(options)

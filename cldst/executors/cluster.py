@@ -23,6 +23,10 @@ from cldst.executors.local import set_threads, threads_per_worker
 
 POLL = 1.0  # seconds between looks at the jobs
 STATUS_EVERY = 5.0  # seconds between squeue calls for the status line
+# words in sbatch's refusal -> the option to change
+_SBATCH_WORDS = {"partition": "--partition", "account": "--account", "qos": "--qos", "gres": "--gres",
+                 "gpu": "--gpus-per-task", "memory": "--mem", "time limit": "--time", "cpu": "--cpus-per-task"}
+_ANY = "--partition, --account, --qos, --gres or --sbatch"
 
 
 def in_allocation(job, threads: int, cfg: dict, root, force: bool):
@@ -83,8 +87,9 @@ def run(batch: Batch, *, cluster: str, resources: slurm.Resources, workers: int)
                                  [batch.root] * len(part), [batch.force] * len(part))
     except submitit.core.utils.FailedJobError as exc:  # sbatch refused: a bad partition, account, option
         _cancel(jobs)
-        raise ConfigError(f"sbatch refused the jobs ({_last_line(exc)}); check --partition, --account, --qos, "
-                          "--gres and --sbatch") from None
+        line = _last_line(exc)
+        named = [o for word, o in _SBATCH_WORDS.items() if word in line.lower()]
+        raise ConfigError(f"sbatch refused the jobs ({line}); change {' / '.join(dict.fromkeys(named)) or _ANY}") from None
     log.info("submitted %d run(s) as %d job array(s) from %s", len(jobs), -(-len(todo) // size), folder)
     pending = dict(zip(jobs, todo))
     last_status, shown = 0.0, ""

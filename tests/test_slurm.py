@@ -84,7 +84,7 @@ def test_records_equal_the_local_executors_and_arrays_are_split(cluster, tmp_pat
     assert sorted(report.done) == sorted(c.run_id() for c in cfgs) and report.failed == {}
     # three runs under MaxArraySize=2: two arrays
     [folder] = (tmp_path / "slurm" / "_submitit").iterdir()
-    arrays = {p.name.split("_")[0] for p in folder.iterdir() if p.name.endswith("_result.pkl")}
+    arrays = {p.name.split("_")[0] for p in folder.iterdir() if p.is_dir()}  # job folders: <array id>_<index>
     assert len(arrays) == 2, sorted(p.name for p in folder.iterdir())
 
     local = run_sweep(cfgs[:2], root=tmp_path / "local", workers=2, progress=False)  # 1 thread each, as on Slurm

@@ -152,7 +152,8 @@ def cmd_sweep(args) -> int:
     overrides = parse_overrides(args.overrides)
     cfgs = [c.replace(**overrides).validate() if overrides else c
             for n in names for c in experiments.configs(n, args.profile, seeds)]
-    print(f"{len(cfgs)} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
+    runs = len(experiments.distinct(cfgs))  # a run two experiments share is executed once
+    print(f"{runs} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
                              progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g])
     print(report.summary())

@@ -47,6 +47,8 @@ from cldst.config import Config
 from cldst.errors import CldstError
 from cldst.paths import PROJECT_ROOT, runs_dir
 
+log = logging.getLogger(__name__)
+
 METRICS = "metrics.json"
 PENDING = "metrics.pending.json"
 PROGRESS = "progress.log"
@@ -108,6 +110,23 @@ def record_status(path: str | Path, *, masks: bool = True) -> str:
         if problem:
             return f"{CORRUPT}: masks.pt {problem}"
     return COMPLETE
+
+
+def adopt_legacy(path: str | Path) -> str:
+    """Before one pool per profile, a run lived at <pool>/<experiment>/<run id>; a complete record there
+    is moved (one rename) to `path` = <pool>/<run id>. Returns the status of `path` afterwards ("partial"
+    when there was nothing to adopt). Incomplete old records are left where they are."""
+    path = Path(path)
+    for old in sorted(path.parent.glob(f"*/{path.name}")):
+        if old.is_dir() and record_status(old) == COMPLETE:
+            try:
+                os.rename(old, path)
+            except OSError as exc:  # another sweep adopted it first (path exists now), or another filesystem
+                log.info("%s not moved to %s: %s", old, path, exc)
+            else:
+                log.info("moved %s into the pool: %s", old, path)
+            break
+    return record_status(path)
 
 
 def is_complete(path: str | Path) -> bool:
@@ -328,4 +347,4 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path) -> Config:
-    return Config.from_dict(json.loads((Path(path) / "config.json").read_text()), source=str(path))
+    return Config.from_record(json.loads((Path(path) / "config.json").read_text()), source=str(path))

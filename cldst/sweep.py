@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from cldst import errors, notebook, records
 from cldst.config import Config
 from cldst.errors import ConfigError, one_line
+from cldst.experiments import distinct
 from cldst.paths import NOTEBOOKS_DIR
 
 log = logging.getLogger(__name__)
@@ -339,20 +340,7 @@ def run_sweep(
     if gpus and executor != "local":
         raise ConfigError(f"gpus is for executor='local'; with executor={executor!r} the scheduler assigns GPUs")
     root = str(root) if root is not None else None
-    report = SweepReport()
-    todo = []
-    for cfg in cfgs:
-        path = records.run_dir(cfg, root)
-        status = records.record_status(path)
-        if status == records.COMPLETE and not force:
-            report.skipped.append(cfg.run_id())
-            continue
-        if status.startswith(records.CORRUPT):
-            report.redone[cfg.run_id()] = status
-            log.warning("%s: %s; redoing it", path, status)
-        todo.append(cfg)
-    if report.skipped:
-        log.info("%d of %d runs already complete", len(report.skipped), len(cfgs))
+    report, todo = plan(cfgs, root, force)
     if not todo:
         return report
     notebook.template(TRAIN_NOTEBOOK)  # an edited, uncommitted template: one line, before any run
@@ -373,6 +361,29 @@ def run_sweep(
     if report.disk_full:
         log.error("disk full: %d run(s) not started; free space and re-run to resume", len(report.not_started))
     return report
+
+
+def plan(cfgs: Sequence[Config], root: str | None = None, force: bool = False) -> tuple[SweepReport, list[Config]]:
+    """What a sweep of `cfgs` would execute: every distinct run whose record is not complete (force: every
+    one), corrupt records noted as redone. A complete record of the layout before the pool
+    (<profile>/<experiment>/<run id>) is moved into the pool first and counts as complete."""
+    report, todo = SweepReport(), []
+    cfgs = distinct(cfgs)  # two experiments may list one configuration: one run id, one record, one run
+    for cfg in cfgs:
+        path = records.run_dir(cfg, root)
+        status = records.record_status(path)
+        if status == records.PARTIAL and not path.exists():
+            status = records.adopt_legacy(path)
+        if status == records.COMPLETE and not force:
+            report.skipped.append(cfg.run_id())
+            continue
+        if status.startswith(records.CORRUPT):
+            report.redone[cfg.run_id()] = status
+            log.warning("%s: %s; redoing it", path, status)
+        todo.append(cfg)
+    if report.skipped:
+        log.info("%d of %d runs already complete", len(report.skipped), len(cfgs))
+    return report, todo
 
 
 def _settle(report: SweepReport, rid: str, outcome: str) -> None:

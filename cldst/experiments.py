@@ -288,7 +288,7 @@ def distinct(cfgs: list[Config]) -> list[Config]:
     return list({c.run_id(): c for c in reversed(cfgs)}.values())[::-1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cells(name: str, profile: str) -> frozenset[str]:
     """The grid points (Config.cell_id: identity less the seed) experiment `name` runs under `profile`;
     empty when the profile is not sized for it. A record belongs to the experiment when its cell is here,

@@ -5,7 +5,7 @@
         environment.json   python / torch / cldst versions, git commit, device
         capacity.csv       backbone usage per layer after each task
         updates.csv        topology-update statistics (one row per update; only the header if none)
-        masks.pt           every task's mask, bit-packed (cldst.sparse.load_masks reads it)
+        masks.pt           every task's mask, bit-packed (cldst.masks_file: its format, save_masks, load_masks)
         run.ipynb          the executed training notebook (when run through papermill)
         progress.log       what the run said as it went: what it is about to train, each task as it ends
         metrics.json       accuracy matrix and metrics: written LAST
@@ -137,7 +137,7 @@ def _masks_problem(path: Path) -> str | None:
     """Why masks.pt is not a masks file, or None. Opens the archive (memory-mapped) without unpacking
     the masks: a truncated or overwritten file fails here, and it costs milliseconds per record where
     cldst.sparse.load_masks would unpack every task's bits."""
-    from cldst.sparse.state import MASKS_FORMAT
+    from cldst.masks_file import MASKS_FORMAT
 
     if not path.is_file():
         return "is missing (the config has save_masks=true)"

@@ -186,7 +186,10 @@ def cmd_figures(args, experiments: list[str] | None = None) -> int:
     root = (Path(args.root) if args.root else runs_dir()) / args.profile
     missing = analysis.build_all(profile=args.profile, root=root)  # its collect names each record left out
     print(f"records under {root}: {find_records(root).counts()}")
-    for line in missing:
+    failed = analysis.failed_notebooks(missing)
+    for line in failed:  # a failure is never filtered: the run of `cldst figures` failed
+        print(f"FAILED {line}", file=sys.stderr)
+    for line in (line for line in missing if line not in failed):
         name = line.split(":", 1)[0]
         if experiments is None or (name in ARTIFACTS and ARTIFACTS[name].experiment in experiments):
             print(f"missing: {line}")
@@ -195,7 +198,7 @@ def cmd_figures(args, experiments: list[str] | None = None) -> int:
         print(f"{kind}: {len(stems)} {args.profile}_* artifacts in {folder}")
     report = build_report(runs_root=Path(args.root) if args.root else None)
     print(f"report: {report} (every figure, table and finding, each from the most informative profile)")
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_demo(args) -> int:
@@ -222,7 +225,7 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     for profile, names in plan:
         args.profile = profile
-        cmd_figures(args, experiments=names)
+        code = max(code, cmd_figures(args, experiments=names))  # a failed analysis notebook fails the demo
     analysis_wall = time.perf_counter() - t0
     root = Path(args.root) if args.root else runs_dir()
     lines = []

@@ -14,7 +14,6 @@ from torch import nn
 
 from cldst.errors import ConfigError, DataError
 from cldst.sparse import (
-    REUSES,
     ContinualSparsity,
     capacity_over_tasks,
     describe,

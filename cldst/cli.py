@@ -153,7 +153,8 @@ def cmd_sweep(args) -> int:
     cfgs = [c.replace(**overrides).validate() if overrides else c
             for n in names for c in experiments.configs(n, args.profile, seeds)]
     resources = _cluster_resources(args)
-    print(f"{len(cfgs)} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
+    runs = len(experiments.distinct(cfgs))  # a run two experiments share is executed once
+    print(f"{runs} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
                              progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g], slurm=resources)
     print(report.summary())
@@ -224,7 +225,10 @@ def cmd_figures(args, experiments: list[str] | None = None) -> int:
     root = (Path(args.root) if args.root else runs_dir()) / args.profile
     missing = analysis.build_all(profile=args.profile, root=root)  # its collect names each record left out
     print(f"records under {root}: {find_records(root).counts()}")
-    for line in missing:
+    failed = analysis.failed_notebooks(missing)
+    for line in failed:  # a failure is never filtered: the run of `cldst figures` failed
+        print(f"FAILED {line}", file=sys.stderr)
+    for line in (line for line in missing if line not in failed):
         name = line.split(":", 1)[0]
         if experiments is None or (name in ARTIFACTS and ARTIFACTS[name].experiment in experiments):
             print(f"missing: {line}")
@@ -233,7 +237,7 @@ def cmd_figures(args, experiments: list[str] | None = None) -> int:
         print(f"{kind}: {len(stems)} {args.profile}_* artifacts in {folder}")
     report = build_report(runs_root=Path(args.root) if args.root else None)
     print(f"report: {report} (every figure, table and finding, each from the most informative profile)")
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_demo(args) -> int:
@@ -260,7 +264,7 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     for profile, names in plan:
         args.profile = profile
-        cmd_figures(args, experiments=names)
+        code = max(code, cmd_figures(args, experiments=names))  # a failed analysis notebook fails the demo
     analysis_wall = time.perf_counter() - t0
     root = Path(args.root) if args.root else runs_dir()
     lines = []

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cldst.config import Config
+from cldst.config import ADDED_FIELDS, ID_FIELDS, Config
 from cldst.experiments import EXPERIMENTS
 from cldst.paths import runs_dir
 from cldst.records import COMPLETE, METRICS, PARTIAL, record_status
@@ -33,7 +33,7 @@ SCALARS = ("acc", "bwt", "fwt_authors", "fwt_standard", "train_seconds", "eval_s
 METRIC_NAMES = ("acc", "bwt", "fwt_authors", "fwt_standard")
 CURVE_VALUES = ("used_fraction", "trainable_share_start", "trainable_share_end")  # per-task lists in metrics.json
 # Config fields that name a point of a grid; seed is what summaries average over.
-GROUP_FIELDS = [f for f in Config().identity() if f != "seed"]
+GROUP_FIELDS = [f for f in (*ID_FIELDS, *ADDED_FIELDS) if f != "seed"]
 # Curves carry what a figure may separate them by: every field some experiment varies, and more.
 CURVE_FIELDS = list(dict.fromkeys(
     ["experiment", "dataset", "num_tasks", "arch", "sparse_init", "growth", "density", "update_frequency",
@@ -86,13 +86,14 @@ def collect(root: str | Path | None = None, found: Found | None = None,
         except (OSError, ValueError) as exc:  # changed since it was checked: name it, go on
             log.warning("unreadable record %s: %s", run, exc)
             continue
-        row = {**config, "run_id": m["run_id"], "path": str(run)}
+        cell = Config.from_record(config).cell_id()  # its grid point: what selects it for an experiment
+        row = {**config, "run_id": m["run_id"], "cell": cell, "path": str(run)}
         row.update({k: m.get(k) for k in SCALARS})
         rows.append(row)
         per_task = {key: m.get(key) or [] for key in CURVE_VALUES}
         for t, value in enumerate(m["incremental_acc"]):
             curves.append({
-                "run_id": row["run_id"], **{k: config.get(k) for k in CURVE_FIELDS}, "task": t + 1,
+                "run_id": row["run_id"], "cell": cell, **{k: config.get(k) for k in CURVE_FIELDS}, "task": t + 1,
                 "incremental_acc": value,
                 **{key: values[t] if t < len(values) else None for key, values in per_task.items()},
             })

@@ -142,14 +142,24 @@ class Config:
 
     # ------------------------------------------------------------------ identity
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the results (everything but bookkeeping)."""
-        return {k: v for k, v in asdict(self).items() if k not in self.NON_IDENTITY}
+        """What determines the results: every field of the first run ids (ID_FIELDS), and each field
+        added since (ADDED_FIELDS) only where its value differs from the behaviour before it existed."""
+        values = asdict(self)
+        out = {k: values[k] for k in ID_FIELDS}
+        out.update({k: values[k] for k, before in ADDED_FIELDS.items() if values[k] != before})
+        return out
 
     def run_id(self) -> str:
-        """A pure function of the config: readable prefix + hash of every identity field."""
-        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:10]
+        """A pure function of what the run computes: readable prefix + hash of identity()."""
+        return f"{self.readable_prefix()}-{_digest(self.identity())}"
+
+    def cell_id(self) -> str:
+        """The run's grid point: its identity less the seed (the runs a summary averages over share it)."""
+        return _digest({k: v for k, v in self.identity().items() if k != "seed"})
+
+    def readable_prefix(self) -> str:
         growth = re.sub(r"[^A-Za-z0-9]+", "-", self.growth).strip("-")
-        return f"{self.dataset}-T{self.num_tasks}-{self.arch}-{self.sparse_init}-{growth}-d{self.density:g}-s{self.seed}-{digest}"
+        return f"{self.dataset}-T{self.num_tasks}-{self.arch}-{self.sparse_init}-{growth}-d{self.density:g}-s{self.seed}"
 
     # ------------------------------------------------------------------ conversions
     def to_dict(self) -> dict[str, Any]:
@@ -157,12 +167,20 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> Config:
-        """Build from a mapping (JSON, papermill parameters), coercing and naming unknown keys."""
+        """Build from a mapping (JSON, papermill parameters), coercing and naming unknown keys.
+        Missing fields take today's defaults."""
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; see `cldst run --help`")
         return cls(**{k: coerce(k, v, known[k].type) for k, v in values.items()})
+
+    @classmethod
+    def from_record(cls, values: dict[str, Any], *, source: str = "config") -> Config:
+        """A run record's config.json -> Config. A field added after the record was written is absent
+        from it: it takes the value that reproduces what the run did (ADDED_FIELDS), not today's default."""
+        return cls.from_dict({**{k: v for k, v in ADDED_FIELDS.items() if k not in values}, **values},
+                             source=source)
 
     @classmethod
     def from_namespace(cls, namespace: dict[str, Any]) -> Config:
@@ -171,6 +189,44 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------- run identity
+# A run id must outlive the code that wrote it: records are hours of compute, and a sweep skips exactly the
+# runs whose ids it finds complete. So the id hashes a fixed list of fields, not "every field Config has
+# today". ID_FIELDS are the fields of the first run ids (hashed always, so those ids never change).
+ID_FIELDS = (
+    "dataset", "num_tasks", "num_classes", "num_classes_per_task", "class_order", "class_order_seed",
+    "image_size", "train_per_class", "test_per_class", "arch", "width", "variant", "weight_init", "bn", "head",
+    "eval_logits", "eval_batch_size", "sparse_init", "density", "growth", "drop", "update_frequency",
+    "drop_fraction", "drop_fraction_min", "t_end", "frozen_grad", "new_weights", "reuse", "drop_count",
+    "score_fill", "update_at_end", "checkpoint", "epochs", "batch_size", "lr", "weight_decay", "seed",
+    "precision", "channels_last", "compile",
+)
+# Every field added since: name -> the value that reproduces what runs did before the field existed. A
+# run with that value keeps its id (and an old record, whose config.json lacks the field, reads it so);
+# any other value enters the hash. A new field that changes the numbers goes here, never in ID_FIELDS.
+ADDED_FIELDS: dict[str, Any] = {}
+
+
+def _digest(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def check_identity_fields(cls: type = Config) -> None:
+    """Every field is bookkeeping, an original identity field or a registered added one; raised at import,
+    so a field added without saying what it changes cannot silently orphan every record."""
+    names = [f.name for f in fields(cls)]
+    unclassified = [n for n in names if n not in ID_FIELDS and n not in ADDED_FIELDS and n not in cls.NON_IDENTITY]
+    if unclassified:
+        raise TypeError(f"Config field(s) {', '.join(unclassified)}: add each to ADDED_FIELDS (the value that "
+                        "reproduces the behaviour before it existed) or to Config.NON_IDENTITY")
+    gone = [n for n in (*ID_FIELDS, *ADDED_FIELDS) if n not in names]
+    if gone:
+        raise TypeError(f"Config lost identity field(s) {', '.join(gone)}: every stored run id hashes them")
+
+
+check_identity_fields()
 
 
 def field_help() -> dict[str, str]:

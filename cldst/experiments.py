@@ -15,6 +15,7 @@ expands it into one `Config` per run. Profiles change the scale, never the code 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -269,11 +270,29 @@ def configs(name: str, profile: str = "paper", seeds: tuple[int, ...] | None = N
                 fields["epochs"] = prof.epochs
             fields["update_frequency"] = prof.update_frequency(fields.get("update_frequency", UPDATE_FREQUENCY))
             fields.update(prof.overrides)
-            fields["experiment"] = f"{prof.name}/{exp.name}"
+            # One pool of runs per profile (papermill_runs/<profile>/<run id>): a configuration two
+            # experiments share (batchnorm's bn=batch cells are cifar100-10's) is one run, read by both.
+            fields["experiment"] = prof.name
             out.append(Config(**fields).validate())
     return out
 
 
 def all_configs(profile: str = "paper", names: list[str] | None = None) -> list[Config]:
-    """Every configuration of `names` (default: every experiment the profile is sized for)."""
+    """Every configuration of `names` (default: every experiment the profile is sized for), as the
+    experiments list them: a run two experiments share appears twice (`distinct` keeps one)."""
     return [c for n in (names or experiments_of(profile)) for c in configs(n, profile)]
+
+
+def distinct(cfgs: list[Config]) -> list[Config]:
+    """The runs of `cfgs`, each once (first occurrence, order kept): what a sweep executes."""
+    return list({c.run_id(): c for c in reversed(cfgs)}.values())[::-1]
+
+
+@functools.cache
+def cells(name: str, profile: str) -> frozenset[str]:
+    """The grid points (Config.cell_id: identity less the seed) experiment `name` runs under `profile`;
+    empty when the profile is not sized for it. A record belongs to the experiment when its cell is here,
+    whatever its seed (a sweep with --seeds 0-5 adds runs to the same cells)."""
+    if name not in experiments_of(profile):
+        return frozenset()
+    return frozenset(c.cell_id() for c in configs(name, profile, seeds=(0,)))

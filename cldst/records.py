@@ -5,7 +5,7 @@
         environment.json   python / torch / cldst versions, git commit, device
         capacity.csv       backbone usage per layer after each task
         updates.csv        topology-update statistics (one row per update; only the header if none)
-        masks.pt           every task's mask, bit-packed (cldst.sparse.load_masks reads it)
+        masks.pt           every task's mask, bit-packed (cldst.masks_file: its format, save_masks, load_masks)
         run.ipynb          the executed training notebook (when run through papermill)
         progress.log       what the run said as it went: what it is about to train, each task as it ends
         metrics.json       accuracy matrix and metrics: written LAST
@@ -46,6 +46,8 @@ import cldst
 from cldst.config import Config
 from cldst.errors import CldstError
 from cldst.paths import PROJECT_ROOT, runs_dir
+
+log = logging.getLogger(__name__)
 
 METRICS = "metrics.json"
 PENDING = "metrics.pending.json"
@@ -110,6 +112,23 @@ def record_status(path: str | Path, *, masks: bool = True) -> str:
     return COMPLETE
 
 
+def adopt_legacy(path: str | Path) -> str:
+    """Before one pool per profile, a run lived at <pool>/<experiment>/<run id>; a complete record there
+    is moved (one rename) to `path` = <pool>/<run id>. Returns the status of `path` afterwards ("partial"
+    when there was nothing to adopt). Incomplete old records are left where they are."""
+    path = Path(path)
+    for old in sorted(path.parent.glob(f"*/{path.name}")):
+        if old.is_dir() and record_status(old) == COMPLETE:
+            try:
+                os.rename(old, path)
+            except OSError as exc:  # another sweep adopted it first (path exists now), or another filesystem
+                log.info("%s not moved to %s: %s", old, path, exc)
+            else:
+                log.info("moved %s into the pool: %s", old, path)
+            break
+    return record_status(path)
+
+
 def is_complete(path: str | Path) -> bool:
     return record_status(path) == COMPLETE
 
@@ -118,7 +137,7 @@ def _masks_problem(path: Path) -> str | None:
     """Why masks.pt is not a masks file, or None. Opens the archive (memory-mapped) without unpacking
     the masks: a truncated or overwritten file fails here, and it costs milliseconds per record where
     cldst.sparse.load_masks would unpack every task's bits."""
-    from cldst.sparse.state import MASKS_FORMAT
+    from cldst.masks_file import MASKS_FORMAT
 
     if not path.is_file():
         return "is missing (the config has save_masks=true)"
@@ -328,4 +347,4 @@ def load_metrics(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path) -> Config:
-    return Config.from_dict(json.loads((Path(path) / "config.json").read_text()), source=str(path))
+    return Config.from_record(json.loads((Path(path) / "config.json").read_text()), source=str(path))

@@ -1,12 +1,10 @@
-"""Small-sample statistics over seeds: Student-t intervals and Welch's test, with no SciPy.
+"""Small-sample statistics over seeds, on scipy.stats: the one home of every interval and test cldst reports.
 
-Runs are expensive, so findings rest on 3-8 seeds per side: normal approximations are too
-optimistic there, Student's t is the right tool. The t distribution's CDF is the regularized
-incomplete beta function, evaluated with Lentz's continued fraction (Numerical Recipes, 6.4):
-
-    P(|T| > t) = I_x(df / 2, 1 / 2),   x = df / (df + t^2)
-
-Accurate to ~1e-12 for the degrees of freedom that occur here (tests compare with printed tables).
+Runs are expensive, so findings rest on 3-8 seeds per cell: normal approximations are too optimistic
+there; Student's t (with Welch-Satterthwaite degrees of freedom where variances differ) is the tool.
+Every function takes what both our runs and a paper's tables give: raw values, or cell means with their
+sample std and seed count. Each test's calibration (how often it decides on pure noise) is checked by
+simulation in tests/test_findings_calibration.py.
 """
 
 from __future__ import annotations
@@ -16,67 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as sps
 
 
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of I_x(a, b) (converges fast for x < (a + 1) / (a + b + 2))."""
-    tiny, eps = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 400):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < eps:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta function I_x(a, b), for a, b > 0 and 0 <= x <= 1."""
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"x={x} must be in [0, 1]")
-    if x in (0.0, 1.0):
-        return x
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_fraction(b, a, 1.0 - x) / b
-
-
-def t_sf2(t: float, df: float) -> float:
-    """Two-sided tail P(|T| > |t|) of Student's t with `df` degrees of freedom."""
-    if df <= 0:
-        raise ValueError(f"df={df} must be > 0")
-    if math.isinf(t):
-        return 0.0
-    return betainc(df / 2.0, 0.5, df / (df + t * t))
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t)."""
-    tail = 0.5 * t_sf2(t, df)
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_ppf(q: float, df: float) -> float:
-    """The q-quantile of Student's t (bisection on the CDF; q in (0, 1))."""
+def t_quantile(q: float, df: float) -> float:
+    """The q-quantile of Student's t with `df` degrees of freedom."""
     if not 0.0 < q < 1.0:
         raise ValueError(f"q={q} must be in (0, 1)")
-    if q < 0.5:
-        return -t_ppf(1.0 - q, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < q:
-        hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if t_cdf(mid, df) < q else (lo, mid)
-    return 0.5 * (lo + hi)
+    return float(sps.t.ppf(q, df))
 
 
 def _clean(values: Sequence[float]) -> np.ndarray:
@@ -91,7 +36,7 @@ class Interval:
     estimate: float
     low: float
     high: float
-    n: int  # observations behind it (per side for a difference: the smaller side)
+    n: int  # observations behind it
 
     @property
     def half_width(self) -> float:
@@ -107,8 +52,41 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
     m = float(x.mean())
     if n == 1:
         return Interval(m, math.nan, math.nan, 1)
-    half = t_ppf(0.5 + level / 2.0, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
+    half = t_quantile(0.5 + level / 2.0, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
     return Interval(m, m - half, m + half, n)
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A linear contrast of independent group means: effect, its interval, and the two-sided t test of 0."""
+
+    effect: float
+    low: float
+    high: float
+    t: float
+    df: float
+    p: float  # two-sided
+
+
+def contrast(means, stds, ns, weights, level: float = 0.95) -> Contrast:
+    """sum_i w_i * mean_i for independent groups (sample std s_i over n_i runs each):
+    SE^2 = sum_i w_i^2 s_i^2 / n_i, Student's t with Welch-Satterthwaite degrees of freedom
+    df = SE^4 / sum_i (w_i^2 s_i^2 / n_i)^2 / (n_i - 1). With two groups and weights (1, -1) this is
+    exactly Welch's test. NaN bounds and p when a group has fewer than 2 runs; zero variance: a point."""
+    means, stds, ns, weights = (np.asarray(v, dtype=float) for v in (means, stds, ns, weights))
+    effect = float(np.sum(weights * means))
+    if len(ns) == 0 or np.any(ns < 2) or np.any(np.isnan(stds)):
+        return Contrast(effect, math.nan, math.nan, math.nan, math.nan, math.nan)
+    parts = weights**2 * stds**2 / ns
+    se2 = float(parts.sum())
+    if se2 == 0.0:
+        return Contrast(effect, effect, effect, math.copysign(math.inf, effect) if effect else 0.0, math.inf,
+                        0.0 if effect else 1.0)
+    df = se2**2 / float(np.sum(parts**2 / (ns - 1)))
+    se = math.sqrt(se2)
+    t = effect / se
+    half = t_quantile(0.5 + level / 2.0, df) * se
+    return Contrast(effect, effect - half, effect + half, t, df, float(2.0 * sps.t.sf(abs(t), df)))
 
 
 @dataclass(frozen=True)
@@ -126,21 +104,56 @@ class Welch:
 
 
 def welch(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Welch:
-    """Welch's test and interval for mean(a) - mean(b); needs 2+ runs per side (else NaN p and bounds).
-
-    Two constant samples: p = 1 if their means are equal, else 0, and a zero-width interval."""
+    """Welch's test (scipy's ttest_ind, equal_var=False) and interval for mean(a) - mean(b); needs 2+ runs
+    per side (else NaN p and bounds). Two constant samples: p = 1 if their means are equal, else 0."""
     x, y = _clean(a), _clean(b)
     nx, ny = len(x), len(y)
     diff = float(x.mean() - y.mean()) if nx and ny else math.nan
     if nx < 2 or ny < 2:
         return Welch(diff, math.nan, math.nan, math.nan, math.nan, math.nan, nx, ny)
-    vx, vy = float(x.var(ddof=1)) / nx, float(y.var(ddof=1)) / ny
-    se2 = vx + vy
-    if se2 == 0.0:
-        p = 1.0 if diff == 0.0 else 0.0
-        return Welch(diff, diff, diff, math.copysign(math.inf, diff) if diff else 0.0, math.inf, p, nx, ny)
-    se = math.sqrt(se2)
-    df = se2**2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1))
-    t = diff / se
-    half = t_ppf(0.5 + level / 2.0, df) * se
-    return Welch(diff, diff - half, diff + half, t, df, t_sf2(t, df), nx, ny)
+    c = contrast([x.mean(), y.mean()], [x.std(ddof=1), y.std(ddof=1)], [nx, ny], [1, -1], level)
+    if math.isfinite(c.df):  # some spread: scipy's test (no spread: contrast's point, p 0 or 1)
+        test = sps.ttest_ind(x, y, equal_var=False)  # the same t and p, by the field's library
+        return Welch(diff, c.low, c.high, float(test.statistic), c.df, float(test.pvalue), nx, ny)
+    return Welch(diff, c.low, c.high, c.t, c.df, c.p, nx, ny)
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """Test of "the column effects are the same in every row" (no row x column interaction)."""
+
+    f: float
+    df_interaction: float
+    df_error: float
+    p: float
+    rms: float  # root mean square of the interaction terms (run-weighted), in the data's units
+
+
+def interaction_test(means, stds, ns, rows, cols) -> Interaction:
+    """Two-way interaction F test from cell summaries (cell mean, sample std, runs), any cells present.
+
+    The additive model mean[r, c] = a_r + b_c is fitted to the cell means by least squares weighted by
+    runs; its weighted residual sum of squares is the interaction sum of squares, with (cells - rank of
+    the additive design) degrees of freedom. The error mean square pools the within-cell variances
+    (sum (n - 1)), so F = (SS_int / df_int) / MS_within ~ F(df_int, sum (n - 1)) when the column effects
+    are the same in every row and the seed noise is normal with one variance."""
+    means, stds, ns = (np.asarray(v, dtype=float) for v in (means, stds, ns))
+    row_ids = {r: i for i, r in enumerate(dict.fromkeys(rows))}
+    col_ids = {c: i for i, c in enumerate(dict.fromkeys(cols))}
+    design = np.zeros((len(means), len(row_ids) + len(col_ids)))
+    design[np.arange(len(means)), [row_ids[r] for r in rows]] = 1.0
+    design[np.arange(len(means)), [len(row_ids) + col_ids[c] for c in cols]] = 1.0
+    w = np.sqrt(ns)
+    coef, *_ = np.linalg.lstsq(design * w[:, None], means * w, rcond=None)
+    resid = means - design @ coef
+    ss_int = float(np.sum(ns * resid**2))
+    df_int = len(means) - int(np.linalg.matrix_rank(design))
+    df_err = float(np.sum(ns - 1))
+    rms = math.sqrt(ss_int / float(ns.sum())) if len(means) else math.nan
+    if df_int < 1 or df_err < 1 or np.any(np.isnan(stds)):
+        return Interaction(math.nan, df_int, df_err, math.nan, rms)
+    ms_err = float(np.sum((ns - 1) * stds**2)) / df_err
+    if ms_err == 0.0:
+        return Interaction(math.inf if ss_int else math.nan, df_int, df_err, 0.0 if ss_int else 1.0, rms)
+    f = (ss_int / df_int) / ms_err
+    return Interaction(f, df_int, df_err, float(sps.f.sf(f, df_int, df_err)), rms)

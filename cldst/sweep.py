@@ -1,8 +1,8 @@
 """Execute many configurations through the training notebook, resumably, one process per run.
 
 Each run is `notebooks/train.ipynb` executed by papermill's Python API with the run's Config as
-parameters, into `papermill_runs/<experiment>/<run id>/run.ipynb`. Long-lived worker processes each
-execute one notebook after another (papermill's CLI would spend ~3 s importing per run; its API in a
+parameters, into `<run dir>/run.ipynb` (records.run_dir). Local worker processes each execute one
+notebook after another (papermill's CLI would spend ~3 s importing per run; its API in a
 warm process ~1 s). A sweep:
   - skips complete runs (records.record_status) without touching a byte of them; redoes partial ones
     and corrupt ones (saying so) from scratch;
@@ -34,6 +34,7 @@ from cldst.config import Config
 from cldst.errors import ConfigError, one_line
 from cldst.executors.base import COMPLETE, DONE, HELD, Batch, DiskFull, RunFailed, SweepReport
 from cldst.executors.slurm import Resources
+from cldst.experiments import distinct
 from cldst.paths import NOTEBOOKS_DIR
 
 log = logging.getLogger(__name__)
@@ -199,20 +200,7 @@ def run_sweep(
         raise ConfigError(f"gpus is for executor='local'; with executor={executor!r} the scheduler assigns GPUs")
     resources = slurm if isinstance(slurm, Resources) else Resources.from_dict(slurm or {})
     root = str(root) if root is not None else None
-    report = SweepReport()
-    todo = []
-    for cfg in cfgs:
-        path = records.run_dir(cfg, root)
-        status = records.record_status(path)
-        if status == records.COMPLETE and not force:
-            report.skipped.append(cfg.run_id())
-            continue
-        if status.startswith(records.CORRUPT):
-            report.redone[cfg.run_id()] = status
-            log.warning("%s: %s; redoing it", path, status)
-        todo.append(cfg)
-    if report.skipped:
-        log.info("%d of %d runs already complete", len(report.skipped), len(cfgs))
+    report, todo = plan(cfgs, root, force)
     if not todo:
         return report
     notebook.template(TRAIN_NOTEBOOK)  # an edited, uncommitted template: one line, before any run
@@ -230,3 +218,26 @@ def run_sweep(
     if report.disk_full:
         log.error("disk full: %d run(s) not started; free space and re-run to resume", len(report.not_started))
     return report
+
+
+def plan(cfgs: Sequence[Config], root: str | None = None, force: bool = False) -> tuple[SweepReport, list[Config]]:
+    """What a sweep of `cfgs` would execute: every distinct run whose record is not complete (force: every
+    one), corrupt records noted as redone. A complete record of the layout before the pool
+    (<profile>/<experiment>/<run id>) is moved into the pool first and counts as complete."""
+    report, todo = SweepReport(), []
+    cfgs = distinct(cfgs)  # two experiments may list one configuration: one run id, one record, one run
+    for cfg in cfgs:
+        path = records.run_dir(cfg, root)
+        status = records.record_status(path)
+        if status == records.PARTIAL and not path.exists():
+            status = records.adopt_legacy(path)
+        if status == records.COMPLETE and not force:
+            report.skipped.append(cfg.run_id())
+            continue
+        if status.startswith(records.CORRUPT):
+            report.redone[cfg.run_id()] = status
+            log.warning("%s: %s; redoing it", path, status)
+        todo.append(cfg)
+    if report.skipped:
+        log.info("%d of %d runs already complete", len(report.skipped), len(cfgs))
+    return report, todo

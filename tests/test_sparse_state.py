@@ -3,6 +3,7 @@ semantics, evaluation of finished subnetworks, capacity accounting and persisten
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -662,20 +663,43 @@ def test_bad_options(options, message):
         engine(tiny_net(), **options)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_on_cuda_the_invariants_hold():
-    net = tiny_net().cuda()
-    sp = engine(net, growth="gradient")
+def run_two_tasks_of_every_kind(net: nn.Module, reuse: str, move=lambda t: t, engine_device=None) -> ContinualSparsity:
+    """Two tasks (the second reuses frozen weights) with topology updates, invariants after each step.
+    engine_device: torch's default device while the engine's own code runs (not the forward/backward)."""
+    extra = {"drop": "magnitude_threshold", "score_fill": "authors", "drop_count": "ceil"} if reuse == "authors" else {}
+    inside = (lambda: torch.device(engine_device)) if engine_device else contextlib.nullcontext
+    with inside():
+        sp = engine(net, growth="gradient", reuse=reuse, **extra)
     for task in range(2):
-        sp.begin_task(task, 9)
+        with inside():
+            sp.begin_task(task, 9)
         generator = torch.Generator().manual_seed(task)
         optimizer = torch.optim.Adam(net.parameters(), lr=0.05, weight_decay=0.1)
         for step in range(1, 10):
             x, y = batch(generator)
             optimizer.zero_grad()
-            F.cross_entropy(net(x.cuda()), y.cuda()).backward()
-            sp.step(optimizer, step)
-            sp.check_invariants()
-        sp.end_task()
+            F.cross_entropy(net(move(x)), move(y)).backward()
+            with inside():
+                sp.step(optimizer, step)  # updates at steps 3, 6, 9
+                sp.check_invariants()
+        with inside():
+            sp.end_task()
     sp.check_invariants()
     assert_exact_counts(sp)
+    return sp
+
+
+@pytest.mark.parametrize("reuse", REUSES)
+def test_every_reuse_rule_keeps_its_tensors_on_the_parameters_device(reuse):
+    """The engine's tensors live on the parameters' device, never on torch's default device: with the
+    default device set to `meta` (where no value exists) while the engine runs, and the network on the
+    CPU, a tensor made without device= lands on meta and mixing it with the masks fails (as a CPU tensor
+    did with CUDA masks in _count_active, reuse value/authors)."""
+    sp = run_two_tasks_of_every_kind(tiny_net(), reuse, engine_device="meta")
+    assert sp.mask["0.weight"].device.type == "cpu" and len(sp.masks) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("reuse", REUSES)
+def test_on_cuda_the_invariants_hold(reuse):
+    run_two_tasks_of_every_kind(tiny_net().cuda(), reuse, move=lambda t: t.cuda())

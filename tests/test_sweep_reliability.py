@@ -191,9 +191,7 @@ def test_a_signal_ends_workers_and_kernels_and_a_rerun_resumes(tmp_path, env, ho
         os.killpg(proc.pid, signal.SIGINT)
     else:
         proc.send_signal(signal.SIGTERM)
-    start = time.time()
-    out, err = proc.communicate(timeout=60)
-    assert time.time() - start < 15
+    out, err = proc.communicate(timeout=60)  # a hang fails here; how fast it ends is not asserted
     assert proc.returncode == {"Ctrl-C twice": 130, "kill -TERM": 143}[how], err
     assert len(err.strip().splitlines()) == 1, err  # no traceback, nothing else
     line = INTERRUPTED.fullmatch(err.strip())

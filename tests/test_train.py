@@ -30,16 +30,20 @@ def test_lr_drops_at_half_and_three_quarters(epochs, milestones):
 @pytest.mark.parametrize("bn", ["batch", "task"])  # batch statistics (authors) or one BN per task
 def test_a_run_is_deterministic_isolated_and_updates_on_schedule(bn):
     cfg = Config(**TINY, growth="gradient", sparse_init="uniform", density=0.2, bn=bn)
-    first, second = train_continual(cfg), train_continual(cfg)
+    trainer = Trainer(cfg)
+    first, second = trainer.run(), train_continual(cfg)
     A = first.acc_matrix
     assert A.shape == (4, 4) and np.isnan(A[np.triu_indices(4, k=1)]).all()
     # same seed, same everything: the accuracy matrix and every task's mask bit for bit
     np.testing.assert_array_equal(A, second.acc_matrix)
     for a, b in zip(first.sparsity.masks, second.sparsity.masks):
         assert all(torch.equal(a[name], b[name]) for name in a)
-    # parameter isolation, BN that no later task changes, deterministic evaluation: no forgetting at all
-    for i in range(4):
-        assert set(A[i:, i]) == {A[i, i]}
+    # parameter isolation, BN that no later task changes, deterministic evaluation: no forgetting at all.
+    # Rows after task i copy A[i, i] (fingerprint-guarded), so the check is a FRESH evaluation of every
+    # task with the final network, compared with its accuracy right after it was trained
+    fresh = [trainer.evaluate_task(i) for i in range(4)]
+    assert fresh == [A[i, i] for i in range(4)]
+    assert len({A[i, i] for i in range(4)}) > 1  # not all one value (a constant would pass trivially)
     assert first.metrics()["bwt"] == 0.0
     # updates at steps 5 and 10 of each task's 12 (never at 0 nor at the end)
     assert [(u["task"], u["step"]) for u in first.updates] == [(t, s) for t in range(4) for s in (5, 10)]
@@ -206,7 +210,7 @@ def test_earlier_tasks_are_not_evaluated_again_unless_a_shared_batchnorm_can_cha
     cfg = Config(**{**TINY, "num_tasks": 4})
     result = train_continual(cfg)
     assert calls == [0, 1, 2, 3]  # each task once; its later entries reuse it (fingerprints checked)
-    assert all(set(result.acc_matrix[i:, i]) == {result.acc_matrix[i, i]} for i in range(4))
+    assert not np.isnan(result.acc_matrix[np.tril_indices(4)]).any()
     calls.clear()
     shared = train_continual(cfg.replace(bn="standard"))
     assert calls == [0, 0, 1, 0, 1, 2, 0, 1, 2, 3]  # a shared BatchNorm keeps training: every task seen again

@@ -118,12 +118,13 @@ def test_tutorial_4_metrics_by_hand_match_the_matrix_and_the_record(tmp_path, mo
         assert all(A[t][i] is None for i in range(t + 1, T))
         for i in range(t + 1):
             assert (A[t][i] * images / 100).is_integer()  # a count of correct test images
-            assert A[t][i] == A[i][i]  # frozen subnetworks, deterministic evaluation
+    # (that later rows equal A[i][i] is no check here: the loop copies them; tests/test_train.py evaluates
+    # every task afresh at the end of a run)
     acc = sum(A[-1]) / T
     bwt = sum(A[-1][i] - A[i][i] for i in range(T - 1)) / (T - 1)
     for source in (checks["by_hand"], checks["recorded"]):
         assert math.isclose(source["acc"], acc, rel_tol=1e-12)
-        assert source["bwt"] == bwt == 0.0
+        assert source["bwt"] == bwt
     assert checks["by_hand"] == pytest.approx(checks["recorded"], rel=1e-12, abs=1e-9)
 
 

@@ -118,12 +118,21 @@ def build_all(profile: str = "paper", root: str | Path | None = None, *, out_dir
             notebook.execute(NOTEBOOKS_DIR / f"{name}.ipynb", target, {"profile": profile, "runs_root": str(root)},
                              cwd=out, kernel_name=kernel_name)
         except Exception as exc:  # one failing notebook must not stop the others; say which and why
-            lines.append(f"{name}: notebook failed: {one_line(exc)} (see {target})")
+            lines.append(f"{name}: {NOTEBOOK_FAILED}: {one_line(exc)} (see {target})")
     return lines
 
 
+NOTEBOOK_FAILED = "notebook failed"  # build_all's line for an analysis notebook that raised
+
+
+def failed_notebooks(lines: list[str]) -> list[str]:
+    """The lines of build_all that are failures (an analysis notebook raised), not missing runs."""
+    return [line for line in lines if f": {NOTEBOOK_FAILED}: " in line]
+
+
 __all__ = [
-    "ADAPTIVE_FIGURE", "APPENDIX_FIGURES", "MAIN_FIGURES", "NOTEBOOKS", "NOT_ENOUGH", "TABLES", "Artifact",
+    "ADAPTIVE_FIGURE", "APPENDIX_FIGURES", "MAIN_FIGURES", "NOTEBOOKS", "NOTEBOOK_FAILED", "NOT_ENOUGH", "TABLES",
+    "Artifact", "failed_notebooks",
     "adaptive_summary", "all_cells", "build_adaptive_figure", "build_all", "build_appendix_figures",
     "build_capacity", "build_figure", "build_findings", "build_main_figures", "build_table", "build_tables",
     "check_findings", "compare_with_paper", "comparisons_markdown", "coverage_note", "curve_stats", "findings_markdown",

@@ -13,7 +13,7 @@ import itertools
 import pandas as pd
 
 from cldst.errors import ConfigError, DataError
-from cldst.experiments import ARTIFACTS, PROFILES, Artifact, artifacts_of, get_experiment, get_profile
+from cldst.experiments import ARTIFACTS, PROFILES, Artifact, artifacts_of, cells, get_experiment, get_profile
 from cldst.paths import REFERENCE_DIR
 
 # Views of cldst.experiments.ARTIFACTS (the one registry) that the builders iterate over.
@@ -41,10 +41,18 @@ def profile_note(profile: str) -> str:
 
 
 def select_runs(df: pd.DataFrame, experiment: str, profile: str) -> pd.DataFrame:
-    """Rows (of runs or curves) of one registry experiment under one profile ("<profile>/<experiment>")."""
+    """Rows (of runs or curves) of one registry experiment under one profile: the records of the profile's
+    pool whose grid point (`cell`, from collect) the experiment runs, each run once. Records of the layout
+    before the pool (experiment "<profile>/<experiment>") are read too."""
     if df.empty or "experiment" not in df.columns:
         return df.iloc[0:0]
-    return df[df["experiment"] == f"{profile}/{experiment}"]
+    mine = df["experiment"] == f"{profile}/{experiment}"
+    if "cell" in df.columns:
+        mine |= (df["experiment"] == profile) & df["cell"].isin(cells(experiment, profile))
+    sel = df[mine]
+    if "run_id" in sel.columns:  # one run kept under both layouts (or in two old experiments) counts once
+        sel = sel.drop_duplicates(["run_id", "task"] if "task" in sel.columns else ["run_id"])
+    return sel
 
 
 def sparsity_of(density) -> float | pd.Series:

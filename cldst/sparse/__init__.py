@@ -29,6 +29,6 @@ __getattr__, __dir__ = exports(__name__, {
                      "magnitude_threshold_drop", "momentum_growth", "random_growth", "unfired_growth"], ".criteria"),
     **dict.fromkeys(["density_table", "layer_counts", "layer_densities", "normalize_init"], ".density"),
     **dict.fromkeys(["GrowthSchedule", "drop_fraction", "is_update_step"], ".schedule"),
-    **dict.fromkeys(["ContinualSparsity", "load_masks", "save_masks"], ".state"),
+    **dict.fromkeys(["ContinualSparsity", "load_masks", "save_masks"], ".state"),  # the masks file: cldst.masks_file
     **dict.fromkeys(["capacity_over_tasks", "capacity_table", "describe", "overlap_matrix"], ".capacity"),
 })

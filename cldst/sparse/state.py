@@ -47,7 +47,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from cldst.errors import DataError, check_choice
+from cldst.errors import check_choice
+from cldst.masks_file import load_masks, save_masks  # noqa: F401  (the record's masks file; re-exported)
 from cldst.sparse import DROP_COUNTS, FROZEN_GRADS, NEW_WEIGHTS, REUSES, SCORE_FILLS
 from cldst.sparse.criteria import GrowthContext
 from cldst.sparse.density import layer_counts, layer_densities, normalize_init
@@ -65,10 +67,39 @@ from cldst.sparse.schedule import GrowthSchedule, check_update_schedule, drop_fr
 
 log = logging.getLogger(__name__)
 
-MASKS_FORMAT = "cldst-masks-v1"
 STATE_FORMAT = "cldst-sparsity-v2"
 
 Masks = dict[str, Tensor]  # layer name -> bool tensor of the layer's shape
+
+
+# ---------------------------------------------------------------------- reuse rules
+@dataclass(frozen=True)
+class ReuseRule:
+    """How topology updates treat the frozen positions of a task's mask (module docstring: `reuse`)."""
+
+    parts: Callable[[Tensor], list[tuple[Tensor | None, bool]]]  # frozen -> [(positions | None: all, updated?)]
+    zero_regrown_frozen: bool = False  # a frozen position grown back during the task reads 0 (authors)
+
+
+def _whole_mask(frozen: Tensor) -> list[tuple[Tensor | None, bool]]:
+    return [(None, True)]  # one drop and one growth over all positions
+
+
+def _free_part_only(frozen: Tensor) -> list[tuple[Tensor | None, bool]]:
+    return [(~frozen, True), (frozen, False)]  # the frozen positions of the draw stay
+
+
+def _free_and_frozen_apart(frozen: Tensor) -> list[tuple[Tensor | None, bool]]:
+    return [(~frozen, True), (frozen, True)]  # each part within its own count
+
+
+REUSE_RULES = {
+    "static": ReuseRule(_free_part_only),
+    "separate": ReuseRule(_free_and_frozen_apart),
+    "value": ReuseRule(_whole_mask),
+    "authors": ReuseRule(_whole_mask, zero_regrown_frozen=True),
+}
+assert tuple(REUSE_RULES) == REUSES, "cldst.sparse.REUSES names the rules of this table, in order"
 
 
 def task_seed(seed: int, task: int) -> int:
@@ -279,7 +310,7 @@ class ContinualSparsity:
                 in_part = mask if part is None else mask & part
                 dropped = self.drop_fn(n, in_part, p.detach())  # by the effective magnitude
                 count = int(dropped.sum())
-                checks.append(torch.tensor(count < n) | (dropped & ~in_part).any())
+                checks.append((dropped & ~in_part).any() | (count < n))  # on the masks' device
                 dropped_all |= dropped
                 plans.append((part, count))
             if plans:
@@ -318,7 +349,7 @@ class ContinualSparsity:
             added = grown & ~mask  # newly active; grown & dropped positions simply stay
             p.masked_fill_(added & ~frozen, 0.0)  # grown free weights start at 0
             new_mask = kept | grown
-            if self.reuse == "authors":  # a frozen position grown back reads 0 until dropped again
+            if REUSE_RULES[self.reuse].zero_regrown_frozen:  # a frozen position grown back reads 0 until dropped
                 self.zeroed[name] = (self.zeroed[name] & new_mask) | (added & frozen)
             self.mask[name] = new_mask
             self.fired[name] |= grown
@@ -343,11 +374,8 @@ class ContinualSparsity:
 
     def _parts(self, name: str) -> list[tuple[Tensor | None, bool]]:
         """(positions or None for the whole layer, whether updates change it): the parts of a layer
-        whose active counts topology updates keep."""
-        if self.reuse in ("value", "authors"):
-            return [(None, True)]
-        frozen = self.frozen[name]
-        return [(~frozen, True), (frozen, self.reuse == "separate")]
+        whose active counts topology updates keep (the reuse rule's)."""
+        return REUSE_RULES[self.reuse].parts(self.frozen[name])
 
     def _drop_n(self, fraction: float, active: int) -> int:
         if self.drop_count == "ceil":
@@ -355,10 +383,13 @@ class ContinualSparsity:
         return round(fraction * active)
 
     def _count_active(self) -> None:
-        """Recount the active positions and the sizes of every layer's parts (one device sync)."""
+        """Recount the active positions and the sizes of every layer's parts (one device sync). Every
+        count is made on the masks' device (a whole layer's size too): tensors from torch.tensor() would
+        sit on the default device, and torch.stack refuses to mix devices."""
         parts = {name: self._parts(name) for name in self.params}
-        sums = [torch.stack([self.mask[name].sum(), torch.tensor(self.mask[name].numel())]) if part is None
-                else torch.stack([(self.mask[name] & part).sum(), part.sum()])
+        whole = {name: torch.ones_like(mask) for name, mask in self.mask.items()}
+        sums = [torch.stack([(self.mask[name] & (whole[name] if part is None else part)).sum(),
+                             (whole[name] if part is None else part).sum()])
                 for name in self.params for part, _ in parts[name]]
         flat = iter(torch.stack(sums).tolist())
         counted = {name: [next(flat) for _ in parts[name]] for name in self.params}
@@ -542,41 +573,6 @@ class ContinualSparsity:
             self._grow_fn = get_growth(self.current_growth)
         self._refresh_all()
         self._check_counts("load_state_dict")
-
-
-# ---------------------------------------------------------------------- mask files
-def save_masks(masks: list[Masks], path: str | Path) -> None:
-    """torch.save the masks of every task, each layer as np.packbits-ed uint8 (1 bit per weight)."""
-    shapes = {name: list(mask.shape) for name, mask in masks[0].items()} if masks else {}
-    packed = [
-        {name: torch.from_numpy(np.packbits(mask.detach().cpu().numpy().ravel())) for name, mask in task.items()}
-        for task in masks
-    ]
-    # Through a file object: torch names the archive's root folder after a path it is given, so the same
-    # masks saved under another name (a temporary file renamed into place) would differ in bytes.
-    with open(path, "wb") as f:
-        torch.save({"format": MASKS_FORMAT, "shapes": shapes, "tasks": packed}, f)
-
-
-def load_masks(path: str | Path) -> list[Masks]:
-    """Read `save_masks`' file back: one {layer: bool tensor} per task, on the CPU."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such masks file")
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: report it in one line
-        raise DataError(f"{path}: not a readable masks file ({type(exc).__name__})") from exc
-    if not isinstance(stored, dict) or stored.get("format") != MASKS_FORMAT:
-        raise DataError(f"{path}: not a cldst masks file (expected format {MASKS_FORMAT!r})")
-    shapes = stored["shapes"]
-    return [
-        {
-            name: torch.from_numpy(np.unpackbits(bits.numpy(), count=math.prod(shapes[name])).astype(bool)).view(shapes[name])
-            for name, bits in task.items()
-        }
-        for task in stored["tasks"]
-    ]
 
 
 # ---------------------------------------------------------------------- validation

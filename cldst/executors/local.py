@@ -172,6 +172,7 @@ def run(batch: Batch, *, workers: int, retries: int, gpus: Sequence[str]) -> Non
     started = ctx.SimpleQueue()
     queue = deque(batch.todo)
     attempts: Counter[str] = Counter()
+    worker_of: dict[str, int] = {}  # run id -> pid of the worker executing it
     while queue and not batch.stop():
         before = set(mp.active_children())  # this pool's workers are the children that appear
         size = min(workers, len(queue))
@@ -190,6 +191,7 @@ def run(batch: Batch, *, workers: int, retries: int, gpus: Sequence[str]) -> Non
                     break
                 finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                 pool_workers |= set(mp.active_children()) - before
+                _drain(started, worker_of)  # read as it comes: a full pipe would block the workers
                 for fut in finished:
                     cfg = running.pop(fut)
                     try:
@@ -206,18 +208,21 @@ def run(batch: Batch, *, workers: int, retries: int, gpus: Sequence[str]) -> Non
                 _stop_workers(set(mp.active_children()) - before)
             pool.shutdown(wait=True, cancel_futures=True)
         if lost:
-            _requeue(lost, _who_died(started, pool_workers), queue, attempts, retries, report, bar)
+            _drain(started, worker_of)
+            _requeue(lost, _who_died(worker_of, pool_workers), queue, attempts, retries, report, bar)
             if queue and not batch.signum:
                 time.sleep(0.5)
     report.not_started = [c.run_id() for c in queue]
 
 
-def _who_died(started, pool_workers) -> set[str]:
-    """The run ids whose worker died on its own (not terminated by the broken pool afterwards)."""
-    worker_of = {}
+def _drain(started, worker_of: dict[str, int]) -> None:
     while not started.empty():
         rid, pid = started.get()
         worker_of[rid] = pid
+
+
+def _who_died(worker_of: dict[str, int], pool_workers) -> set[str]:
+    """The run ids whose worker died on its own (not terminated by the broken pool afterwards)."""
     for w in pool_workers:
         w.join(1.0)
     died = {w.pid for w in pool_workers if w.exitcode not in (None, 0, *_TERMINATED)}

@@ -57,3 +57,32 @@ def test_when_no_worker_can_be_blamed_every_run_in_flight_is():
     queue, attempts = deque(), Counter()
     _requeue(cfgs, set(), queue, attempts, retries=1, report=SweepReport(), bar=Bar())
     assert attempts == {c.run_id(): 1 for c in cfgs} and list(queue) == cfgs
+
+
+def _dies_once(cfg, root, force=False):
+    """A stand-in for sweep.execute_run in a spawned worker: seed 0's worker is killed on its first try;
+    the other run is still executing then."""
+    import os
+    import time
+    from pathlib import Path
+
+    marker = Path(root) / f"seed{cfg['seed']}"
+    first = not marker.exists()
+    marker.touch()
+    if cfg["seed"] == 0 and first:
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(2.0 if first else 0.0)
+    return "done"
+
+
+def test_a_killed_worker_in_a_real_pool_costs_only_its_run_a_retry(tmp_path, monkeypatch, caplog):
+    from cldst import sweep
+
+    monkeypatch.setattr(sweep, "execute_run", _dies_once)
+    cfgs = [Config(seed=0), Config(seed=1)]
+    with caplog.at_level(logging.WARNING, logger="cldst.sweep"):
+        report = sweep.run_sweep(cfgs, workers=2, root=tmp_path, progress=False, retries=1, check_data=False)
+    assert sorted(report.done) == sorted(c.run_id() for c in cfgs) and report.failed == {}
+    assert caplog.messages == [f"a worker died executing {cfgs[0].run_id()} (a retry counted); "
+                               "1 other run(s) in flight resubmitted without counting one"]

@@ -144,10 +144,16 @@ def test_an_interrupted_sweep_cancels_and_counts_executing_runs(cluster, tmp_pat
     ])
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     paths = [records.run_dir(c, tmp_path) for c in cfgs]
-    wait_until(lambda: sum((p / "config.json").exists() for p in paths) == 2 or proc.poll() is not None, 240,
-               "two runs starting")
-    proc.send_signal(signal.SIGINT)
-    out, errors = proc.communicate(timeout=120)
+    try:
+        wait_until(lambda: sum((p / "config.json").exists() for p in paths) == 2 or proc.poll() is not None, 240,
+                   "two runs starting")
+        proc.send_signal(signal.SIGINT)
+        out, errors = proc.communicate(timeout=120)
+    finally:  # a failed wait leaves no sweep behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            subprocess.run(["scancel", *our_jobs(tmp_path)], capture_output=True)
     assert proc.returncode == 3, errors
     line = re.fullmatch(r"interrupted: (\d) done, (\d) interrupted, (\d) not started; re-run to resume", out.strip())
     assert line, out

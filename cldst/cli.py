@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+import traceback
 from dataclasses import fields
 from pathlib import Path
 
@@ -368,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
+        if args.verbose:  # -v: where it came from, then the one line
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # before or after a sweep's own handling (loading data, collecting)

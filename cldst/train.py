@@ -156,7 +156,11 @@ class Trainer:
             # Only the backbone, in place (parameter names unchanged): it does not see the task id, so
             # its graphs serve every task. Compiling the whole net specialized on the task's head slice
             # and recompiled per task, past torch's recompile limit (from there on it ran eager).
-            self.net.backbone.compile()
+            # On CPU, inductor's own switch to channels-last convolutions aborts the process in
+            # oneDNN's convolution backward (torch 2.13, a 1x1 stride-2 shortcut at a symbolic batch
+            # size): the layout stays what the run asked for (cfg.channels_last).
+            options = {"layout_optimization": False} if self.device.type == "cpu" else None
+            self.net.backbone.compile(options=options)
             if self.net.task_norms:
                 log.warning("compile with bn='task': the backbone routes to the task's BatchNorms, so torch "
                             "recompiles it for every task (and runs eager past its recompile limit)")

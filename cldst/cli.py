@@ -16,11 +16,13 @@ import re
 import signal
 import sys
 import threading
+import traceback
 from dataclasses import fields
 from pathlib import Path
 
+from cldst import preflight
 from cldst.config import PRESETS, Config, coerce, field_help
-from cldst.errors import CldstError, ConfigError, Interrupted
+from cldst.errors import CldstError, ConfigError, Interrupted, one_line
 
 # The authors' flag names (their cifar100.py / miniImageNet100.py and README).
 ALIASES = {"sparse_init": ["--init"], "arch": ["--net_name"], "drop": ["--death"], "drop_fraction": ["--death_rate"]}
@@ -73,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_run(args) -> int:
     cfg = config_from_args(args)  # first: a bad value is one line before anything heavy is imported
+    preflight.check_all([cfg])
     from cldst import records, sweep
 
     path = records.run_dir(cfg)
@@ -143,19 +146,23 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def cmd_sweep(args) -> int:
-    from cldst import experiments, sweep
+    from cldst import experiments  # torch-free: every check below answers before the sweep is imported
 
     names = experiments.experiments_of(args.profile) if args.experiments == ["all"] else args.experiments
     for name in names:
         experiments.get_experiment(name)
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    seeds = preflight.parse_seeds(args.seeds) if args.seeds else None
     overrides = parse_overrides(args.overrides)
     cfgs = [c.replace(**overrides).validate() if overrides else c
             for n in names for c in experiments.configs(n, args.profile, seeds)]
+    gpus = preflight.check_all(cfgs, root=args.root, workers=args.workers, executor=args.executor,
+                               gpus=[g for g in args.gpus.split(",") if g])
+    from cldst import sweep
+
     runs = len(experiments.distinct(cfgs))  # a run two experiments share is executed once
     print(f"{runs} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
-                             progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g])
+                             progress=not args.quiet, gpus=gpus)
     print(report.summary())
     for rid in report.held:
         print(f"held by another process: {rid} (being executed there; not touched)")
@@ -316,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Errors are one line (user input: exit 2; a failure: exit 1); with -v, also their full traceback."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -324,16 +332,23 @@ def main(argv: list[str] | None = None) -> int:
         _ignore_signals()  # a second Ctrl-C while the interpreter exits would print a traceback
         print(exc, file=sys.stderr)
         return 128 + exc.signum
-    except CldstError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:  # before or after a sweep's own handling (loading data, collecting)
         _ignore_signals()
         print("interrupted; re-run to resume", file=sys.stderr)
         return 128 + signal.SIGINT
+    except CldstError as exc:
+        return _error(args, str(exc), 2)
+    except RuntimeError as exc:  # a failure the code names in its message
+        return _error(args, str(exc), 1)
+    except Exception as exc:  # a bug: its type says more than its message alone
+        return _error(args, f"{one_line(exc)} (cldst -v ... shows the traceback)", 1)
+
+
+def _error(args, message: str, code: int) -> int:
+    if args.verbose:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _ignore_signals() -> None:

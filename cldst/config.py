@@ -126,6 +126,9 @@ class Config:
         for name in ("train_per_class", "test_per_class", "image_size", "num_classes_per_task", "eval_batch_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 0 (0 = default)")
+        if self.num_classes > data.NUM_CLASSES[self.dataset]:
+            raise ConfigError(f"num_classes={self.num_classes} is more than dataset {self.dataset!r} has "
+                              f"({data.NUM_CLASSES[self.dataset]})")
         data.check_divides(self.num_classes, self.num_tasks)
         per_task = self.num_classes // self.num_tasks
         if self.num_classes_per_task not in (0, per_task):

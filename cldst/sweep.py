@@ -40,7 +40,7 @@ from pathlib import Path
 import psutil  # imported here, not in a signal handler: a handler may interrupt an import
 from tqdm.auto import tqdm
 
-from cldst import errors, notebook, records
+from cldst import errors, notebook, preflight, records
 from cldst.config import Config
 from cldst.errors import ConfigError, one_line
 from cldst.experiments import distinct
@@ -49,7 +49,6 @@ from cldst.paths import NOTEBOOKS_DIR
 log = logging.getLogger(__name__)
 
 TRAIN_NOTEBOOK = NOTEBOOKS_DIR / "train.ipynb"
-EXECUTORS = ("local", "submitit-local", "slurm")
 DONE, COMPLETE, HELD = "done", "complete", "held"  # what execute_run did
 GRACE = 5.0  # seconds a stopped worker gets to end its kernel before it is killed
 
@@ -330,15 +329,7 @@ def run_sweep(
     gpus (local executor): GPU indices the workers are spread over, round-robin; several workers per
     GPU share it (one small CIFAR run may not keep a large GPU busy).
     Raises Interrupted after SIGINT/SIGTERM, once the runs in flight are ended."""
-    if executor not in EXECUTORS:
-        raise ConfigError(f"executor={executor!r} is not one of: {', '.join(EXECUTORS)}")
-    if workers < 1:
-        raise ConfigError(f"workers={workers} must be >= 1")
-    gpus = tuple(str(g).strip() for g in gpus)
-    if any(not g.isdigit() for g in gpus):
-        raise ConfigError(f"gpus={','.join(gpus)!r} must be comma-separated GPU indices, e.g. 0,1")
-    if gpus and executor != "local":
-        raise ConfigError(f"gpus is for executor='local'; with executor={executor!r} the scheduler assigns GPUs")
+    gpus = preflight.check_all(cfgs, root=root, workers=workers, executor=executor, gpus=gpus)
     root = str(root) if root is not None else None
     report, todo = plan(cfgs, root, force)
     if not todo:

@@ -317,7 +317,7 @@ def tiny_run_config(args: argparse.Namespace, device: torch.device, experiment: 
     return Config(
         experiment=experiment, device=device.type, progress=False, dataset="synth100", num_tasks=2,
         train_per_class=2, test_per_class=2, epochs=1, width=4, image_size=16, batch_size=32,
-        update_frequency=2,
+        update_frequency=2, variant="cifar", lr=1e-3,
     ).validate()
 
 

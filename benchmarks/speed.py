@@ -370,8 +370,11 @@ def section_projection(args: argparse.Namespace, device: torch.device, rates: di
                        topology: dict[str, Any], overhead_s: float) -> dict[str, Any]:
     """Device-hours of the paper grid, from measured images/s (train and eval) per arch."""
     rows: dict[str, dict[str, float]] = {}
-    for cfg in experiments.all_configs("paper"):
-        name = cfg.experiment.split("/", 1)[1]
+    seen: set[str] = set()  # a run two experiments share is executed once: costed under the first
+    for name, cfg in ((n, c) for n in experiments.experiments_of("paper") for c in experiments.configs(n, "paper")):
+        if cfg.run_id() in seen:
+            continue
+        seen.add(cfg.run_id())
         rate = rates[cfg.arch]
         per_task = cfg.num_classes // cfg.num_tasks
         train_images = cfg.epochs * TRAIN_PER_CLASS * per_task * cfg.num_tasks

@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run one configuration through notebooks/train.ipynb; its record goes to "
                                      "papermill_runs/<experiment>/<run id>/. Every field of cldst.config.Config "
                                      "is a flag. The defaults are a quick run (10 synth100 tasks at 16 px, width 16, 2 epochs, "
-                                     "12 topology updates per task: about a minute on a 2-core CPU); the paper's "
+                                     "12 topology updates per task); the paper's "
                                      "run is `cldst sweep cifar100-10 --profile paper`.",
                          epilog=f"A quick start (about a minute on a 2-core CPU): {QUICK_START}",
                          formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from cldst import errors, notebook, preflight, records
 from cldst.config import Config
-from cldst.errors import ConfigError, one_line
+from cldst.errors import one_line
 from cldst.experiments import distinct
 from cldst.paths import NOTEBOOKS_DIR
 

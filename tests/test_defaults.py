@@ -3,8 +3,8 @@
 import dataclasses
 
 import nbformat
-from papermill.parameterize import parameterize_notebook
 import pytest
+from papermill.parameterize import parameterize_notebook
 
 from cldst import experiments, sweep
 from cldst.config import Config

@@ -20,7 +20,7 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
-from cldst import preflight
+from cldst import checks
 from cldst.config import PRESETS, Config, coerce, field_help
 from cldst.errors import CldstError, ConfigError, Interrupted, one_line
 
@@ -75,7 +75,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_run(args) -> int:
     cfg = config_from_args(args)  # first: a bad value is one line before anything heavy is imported
-    preflight.check_all([cfg])
+    checks.check_all([cfg])
     from cldst import records, sweep
 
     path = records.run_dir(cfg)
@@ -151,11 +151,11 @@ def cmd_sweep(args) -> int:
     names = experiments.experiments_of(args.profile) if args.experiments == ["all"] else args.experiments
     for name in names:
         experiments.get_experiment(name)
-    seeds = preflight.parse_seeds(args.seeds) if args.seeds else None
+    seeds = checks.parse_seeds(args.seeds) if args.seeds else None
     overrides = parse_overrides(args.overrides)
     cfgs = [c.replace(**overrides).validate() if overrides else c
             for n in names for c in experiments.configs(n, args.profile, seeds)]
-    gpus = preflight.check_all(cfgs, root=args.root, workers=args.workers, executor=args.executor,
+    gpus = checks.check_all(cfgs, root=args.root, workers=args.workers, executor=args.executor,
                                gpus=[g for g in args.gpus.split(",") if g])
     from cldst import sweep
 

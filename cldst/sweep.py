@@ -40,7 +40,7 @@ from pathlib import Path
 import psutil  # imported here, not in a signal handler: a handler may interrupt an import
 from tqdm.auto import tqdm
 
-from cldst import errors, notebook, preflight, records
+from cldst import checks, errors, notebook, records
 from cldst.config import Config
 from cldst.errors import one_line
 from cldst.experiments import distinct
@@ -329,7 +329,7 @@ def run_sweep(
     gpus (local executor): GPU indices the workers are spread over, round-robin; several workers per
     GPU share it (one small CIFAR run may not keep a large GPU busy).
     Raises Interrupted after SIGINT/SIGTERM, once the runs in flight are ended."""
-    gpus = preflight.check_all(cfgs, root=root, workers=workers, executor=executor, gpus=gpus)
+    gpus = checks.check_all(cfgs, root=root, workers=workers, executor=executor, gpus=gpus)
     root = str(root) if root is not None else None
     report, todo = plan(cfgs, root, force)
     if not todo:

@@ -1,4 +1,4 @@
-"""Command line: `cldst run | sweep | collect | figures | demo | experiments`.
+"""Command line: `cldst run | sweep | preflight | collect | figures | demo | experiments`.
 
 Every Config field is a flag of `cldst run` (`--num_tasks 10`, also `--num-tasks`); the authors'
 names are accepted (`--sparse_init`, `--init`, `--net_name`, `--death`, `--death_rate`,
@@ -154,6 +154,8 @@ def cmd_sweep(args) -> int:
             for n in names for c in experiments.configs(n, args.profile, seeds)]
     runs = len(experiments.distinct(cfgs))  # a run two experiments share is executed once
     print(f"{runs} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
+    if not sweep_preflight(args, cfgs):  # before any run is handed out (issue 22)
+        return 1
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
                              progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g])
     print(report.summary())
@@ -162,6 +164,67 @@ def cmd_sweep(args) -> int:
     for reason in report.failed.values():  # each reason starts with its run id
         print(f"FAILED {reason}")
     return 1 if report.failed else 0
+
+
+# ---------------------------------------------------------------------- preflight (issue 22)
+def _grid(args) -> list[tuple[str, Config]]:
+    """(experiment, config) of the grid the sweep options name, as the experiments list them."""
+    from cldst import experiments
+
+    names = experiments.experiments_of(args.profile) if args.experiments == ["all"] else args.experiments
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    overrides = parse_overrides(args.overrides)
+    return [(n, c.replace(**overrides) if overrides else c) for n in names
+            for c in experiments.configs(n, args.profile, seeds)]
+
+
+def _preflight_setting(args) -> tuple[str, int]:
+    """The device the runs will use and how many run at once: one per GPU given, the array parallelism
+    on SLURM, every worker on a CPU (each with its share of the cores), else one."""
+    gpus = [g for g in getattr(args, "gpus", "").split(",") if g]
+    device = "cuda" if gpus and args.device == "auto" else args.device
+    if gpus:
+        return device, len(gpus)
+    if getattr(args, "executor", "local") != "local":
+        return device, args.workers
+    import torch
+
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return device, args.workers if on_cpu else 1
+
+
+def cmd_preflight(args) -> int:
+    from cldst import preflight
+
+    named = _grid(args)
+    device, parallel = _preflight_setting(args)
+    report = preflight.run(named, profile=args.profile, device=device, root=args.root, parallel=parallel,
+                           device_check=not args.no_device_check, steps=args.steps)
+    return 0 if report.ok else 1
+
+
+def sweep_preflight(args, cfgs: list[Config]) -> bool:
+    """What `cldst sweep` checks before it hands out runs: the configurations and data always, the device
+    (each shape of the runs not yet complete, briefly) unless --skip-device-check or on SLURM, where
+    the node kind is not this machine (run `cldst preflight` as a job there). True when all passed."""
+    from cldst import preflight, records
+
+    todo = [c for c in cfgs if records.record_status(records.run_dir(c, args.root)) != records.COMPLETE]
+    if not todo:
+        return True
+    device, parallel = _preflight_setting(args)
+    device_check = not args.skip_device_check and args.executor == "local"
+    report = preflight.run([(args.profile, c) for c in todo], profile=args.profile, device=device, root=args.root,
+                           parallel=parallel, device_check=device_check, overhead=False, steps=1,
+                           out=lambda line: None)
+    for d in report.data:
+        if d.state == "downloadable":
+            print(f"data {d.dataset}: {d.state}, {d.detail}")
+    print(f"preflight: {len(report.shapes)} shape(s) of {report.runs} run(s) to do checked on the device"
+          f"{' (device check skipped)' if not device_check else ''}: {'ok' if report.ok else 'FAILED'}")
+    for failure in report.failures:
+        print(failure.line())
+    return report.ok
 
 
 def cmd_collect(args) -> int:
@@ -298,7 +361,32 @@ def build_parser() -> argparse.ArgumentParser:
                              "(fields that change results change the run ids; device/data_root do not)")
         sp.add_argument("--root", help="runs directory (default: papermill_runs/)")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        sp.add_argument("--skip-device-check", "--no-preflight", action="store_true",
+                        help="before the runs, check configurations and data only, not each shape on the device")
+        sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="the device the preflight checks each shape on (default: auto)")
         sp.set_defaults(func=func)
+
+    pf = sub.add_parser("preflight", help="check every configuration, its data and each shape on the device; "
+                                          "say what the grid costs",
+                        description="Before a sweep: every configuration validated, its data present or "
+                                    "downloadable, each distinct network x input shape built and trained a few "
+                                    "steps on the device (sparsity invariants checked), and the grid's cost from "
+                                    "those measurements. Writes preflight.json beside the runs; exits 1 if "
+                                    "anything fails.")
+    pf.add_argument("experiments", nargs="+", help="experiment names, or 'all'")
+    pf.add_argument("--profile", default="paper")
+    pf.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
+    pf.add_argument("--executor", default="local", help="local | submitit-local | slurm (sets the parallelism)")
+    pf.add_argument("--workers", type=int, default=2, help="runs at once (SLURM: the array parallelism)")
+    pf.add_argument("--gpus", default="", help="GPU indices the sweep will use, e.g. 0,1")
+    pf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="the device to check on")
+    pf.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                    help="change a Config field in every run, as for sweep")
+    pf.add_argument("--root", help="runs directory (default: papermill_runs/)")
+    pf.add_argument("--steps", type=int, default=3, help="timed training steps per task and shape (default 3)")
+    pf.add_argument("--no-device-check", action="store_true", help="only the configurations and the data")
+    pf.set_defaults(func=cmd_preflight)
 
     col = sub.add_parser("collect", help="gather run records into tidy tables")
     col.add_argument("--root")

@@ -216,7 +216,7 @@ def sweep_preflight(args, cfgs: list[Config]) -> bool:
     device_check = not args.skip_device_check and args.executor == "local"
     report = preflight.run([(args.profile, c) for c in todo], profile=args.profile, device=device, root=args.root,
                            parallel=parallel, device_check=device_check, overhead=False, steps=1,
-                           out=lambda line: None)
+                           out=lambda line: None, write=False)  # preflight.json keeps the full check's table
     for d in report.data:
         if d.state == "downloadable":
             print(f"data {d.dataset}: {d.state}, {d.detail}")

@@ -142,10 +142,11 @@ class GridCost:
     distinct_runs: int
     longest_run_s: float
 
-    def wall_s(self, parallel: int) -> float:
+    def wall_s(self, parallel: int, startup_s: float = 0.0) -> float:
         """Wall time with `parallel` runs at once, each as fast as alone: the device time shared out, but
-        never less than the longest run."""
-        return max(self.total.total_s / max(parallel, 1), self.longest_run_s)
+        never less than the longest run, after the workers' start (`startup_s`: a process and its first
+        notebook kernel, once per worker, the workers starting together)."""
+        return startup_s + max(self.total.total_s / max(parallel, 1), self.longest_run_s)
 
 
 def grid_cost(named: Iterable[tuple[str, Config]], rates_of: Callable[[Config], Rates]) -> GridCost:

@@ -99,7 +99,8 @@ class Report:
     failures: list[Failure] = field(default_factory=list)
     data: list[DataCheck] = field(default_factory=list)
     shapes: list[ShapeCheck] = field(default_factory=list)
-    overhead_s: float | None = None
+    overhead_s: float | None = None  # per run, measured (0 when not asked)
+    startup_s: float | None = None  # per worker: its process and first kernel, measured
     cost: dict[str, Any] | None = None
     seconds: float = 0.0
 
@@ -391,10 +392,11 @@ def _run_checks(trainer, dev, growths, steps, result, train_batches, torch) -> N
     result.eval_image_s = statistics.median([eval_s, eval1])
 
 
-def measure_overhead(device: str) -> float:
+def measure_overhead(device: str) -> tuple[float, float]:
     """Seconds a run spends outside training and evaluation when a sweep executes it (notebook kernel,
-    imports, data load, record, figures): two tiny runs through the notebook (the second in the first's
-    warm kernel, as a sweep worker runs them), the faster minus the same run called directly."""
+    imports, data load, record, figures), and what a worker's first run costs more (its kernel starts):
+    two tiny runs through the notebook (the second in the first's warm kernel, as a sweep worker runs
+    them); the second minus the same run called directly, and the first minus the second."""
     from cldst.sweep import execute_run
     from cldst.train import train_continual
 
@@ -418,14 +420,14 @@ def measure_overhead(device: str) -> float:
             os.environ.pop("CLDST_OFFLINE", None)
         else:
             os.environ["CLDST_OFFLINE"] = saved
-    return max(0.0, min(notebook) - direct)
+    return max(0.0, notebook[1] - direct), max(0.0, notebook[0] - notebook[1])
 
 
 # ---------------------------------------------------------------------- the whole preflight
 def run(named: Sequence[tuple[str, Config]], *, profile: str, device: str = "auto", root: str | Path | None = None,
         parallel: int = 1, device_check: bool = True, overhead: bool = True, steps: int = STEPS,
-        out=print) -> Report:
-    """Check (experiment, config) pairs; print the table; write preflight.json beside the runs."""
+        out=print, write: bool = True) -> Report:
+    """Check (experiment, config) pairs; print the table; write preflight.json beside the runs (write)."""
     from cldst import records
 
     start = time.perf_counter()
@@ -457,7 +459,7 @@ def run(named: Sequence[tuple[str, Config]], *, profile: str, device: str = "aut
         out(f.line())
     out(f"preflight {'passed' if report.ok else 'FAILED'} in {report.seconds:.0f} s"
         + ("" if report.ok else f": {len(report.failures)} configuration(s) fail"))
-    if good:
+    if good and write:
         path = records.run_dir(good[0][1], root).parent / "preflight.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         records.write_json(path, _jsonable(report))
@@ -483,7 +485,7 @@ def _device_part(distinct, good, report: Report, device: str, root, parallel: in
             report.failures += [Failure(f"{name} {cfg.run_id()}", f"{check.shape} on {check.device}: {check.error}")
                                 for name, cfg in distinct if shape_key(cfg) == key]
     if all(s.ok for s in report.shapes):
-        report.overhead_s = measure_overhead(device) if overhead else 0.0
+        report.overhead_s, report.startup_s = measure_overhead(device) if overhead else (0.0, 0.0)
         grid = cost.grid_cost(good, lambda c: shape_of[shape_key(c)].rates(report.overhead_s))
         report.cost = _cost_table(grid, parallel, root, [c for _, c in distinct], report, out)
 
@@ -543,9 +545,9 @@ def _cost_table(grid: cost.GridCost, parallel: int, root, cfgs: list[Config], re
         out(f"  {name:18s}{n:>6}{cost.hours(c.train_s):>9}{cost.hours(c.topology_s):>10}{cost.hours(c.eval_s):>8}"
             f"{cost.hours(c.overhead_s):>10}{cost.hours(c.total_s):>9}{cost.size(c.disk_bytes):>10}")
         rows[name] = {"runs": n, **asdict(c), "total_s": c.total_s}
-    wall = grid.wall_s(parallel)
+    wall = grid.wall_s(parallel, report.startup_s or 0.0)
     out(f"  device time {grid.total.total_s / 3600:.2f} h; wall with {parallel} run(s) at once: {cost.hours(wall)} "
-        f"(longest run {cost.hours(grid.longest_run_s)}); disk {cost.size(grid.total.disk_bytes)} of "
+        f"(longest run {cost.hours(grid.longest_run_s)}, worker start {report.startup_s or 0.0:.1f} s); disk {cost.size(grid.total.disk_bytes)} of "
         f"{cost.size(free)} free in {probe}")
     if grid.total.disk_bytes > free:
         report.failures.append(Failure(str(runs_root), f"the records need {cost.size(grid.total.disk_bytes)}, "

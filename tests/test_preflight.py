@@ -20,9 +20,13 @@ def test_evaluations_are_what_a_run_evaluates(monkeypatch) -> None:
         cfg = Config(num_tasks=4, train_per_class=4, test_per_class=2, width=4, image_size=8, batch_size=16,
                      update_frequency=2, bn=bn, progress=False)
         trainer = Trainer(cfg)
-        calls = []
-        original = trainer.accuracy
-        monkeypatch.setattr(trainer, "accuracy", lambda *a, **k: calls.append(1) or original(*a, **k))
+        calls: list[int] = []
+
+        def counted(*a, calls=calls, original=trainer.accuracy, **k):
+            calls.append(1)
+            return original(*a, **k)
+
+        monkeypatch.setattr(trainer, "accuracy", counted)
         trainer.run()
         assert len(calls) == cost.evaluations(4, bn), bn
         assert cost.steps_per_task(cfg) == trainer.steps_per_task(0)
@@ -85,3 +89,37 @@ def test_disk_estimate_is_what_a_tiny_sweep_wrote(tmp_path: Path, monkeypatch) -
     written = sum(f.stat().st_size for c in cfgs for f in records.run_dir(c, tmp_path).iterdir())
     estimate = report.cost["disk_bytes"]
     assert abs(estimate - written) <= 0.2 * written, (estimate, written)
+
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+
+
+def test_gpu_check_refuses_a_machine_without_cuda(tmp_path: Path) -> None:
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: the script would run the whole check")
+    proc = subprocess.run(["bash", str(GPU_CHECK)], capture_output=True, text=True, timeout=60,
+                          env={**__import__("os").environ, "OUT": str(tmp_path)})
+    assert proc.returncode == 2
+    assert "no CUDA device here" in proc.stderr and "--cpu-dry-run" in proc.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_cpu_safe_parts(tmp_path: Path) -> None:
+    """Every step of the GPU check at the smallest size on the CPU (about 2-3 minutes here): the script
+    cannot rot between the rare sessions that have a GPU."""
+    import os
+    import subprocess
+
+    proc = subprocess.run(["bash", str(GPU_CHECK), "--cpu-dry-run"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OUT": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    for step in ("== 1. CUDA tests", "== 2. preflight", "== 3. speed.py", "== 4. a tiny sweep", "gpu_check: done"):
+        assert step in proc.stdout
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("| cpu | ")]
+    assert [line.split(" | ")[1] for line in lines] == [
+        "fp32", "bf16 + channels_last (+ compile on GPU)", "preflight resnet18 w8 authors 16px b32 T10", "preflight cost"]
+    assert json.loads((tmp_path / "runs" / "smoke" / "preflight.json").read_text())["ok"] is True

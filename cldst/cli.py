@@ -181,11 +181,13 @@ def _grid(args) -> list[tuple[str, Config]]:
 def _preflight_setting(args) -> tuple[str, int]:
     """The device the runs will use and how many run at once: one per GPU given, the array parallelism
     on SLURM, every worker on a CPU (each with its share of the cores), else one."""
-    gpus = [g for g in getattr(args, "gpus", "").split(",") if g]
+    from cldst.sweep import check_gpus
+
+    gpus = check_gpus([g for g in args.gpus.split(",") if g], args.executor)
     device = "cuda" if gpus and args.device == "auto" else args.device
     if gpus:
         return device, len(gpus)
-    if getattr(args, "executor", "local") != "local":
+    if args.executor != "local":
         return device, args.workers
     import torch
 

@@ -334,11 +334,7 @@ def run_sweep(
         raise ConfigError(f"executor={executor!r} is not one of: {', '.join(EXECUTORS)}")
     if workers < 1:
         raise ConfigError(f"workers={workers} must be >= 1")
-    gpus = tuple(str(g).strip() for g in gpus)
-    if any(not g.isdigit() for g in gpus):
-        raise ConfigError(f"gpus={','.join(gpus)!r} must be comma-separated GPU indices, e.g. 0,1")
-    if gpus and executor != "local":
-        raise ConfigError(f"gpus is for executor='local'; with executor={executor!r} the scheduler assigns GPUs")
+    gpus = check_gpus(gpus, executor)
     root = str(root) if root is not None else None
     report, todo = plan(cfgs, root, force)
     if not todo:
@@ -384,6 +380,16 @@ def plan(cfgs: Sequence[Config], root: str | None = None, force: bool = False) -
     if report.skipped:
         log.info("%d of %d runs already complete", len(report.skipped), len(cfgs))
     return report, todo
+
+
+def check_gpus(gpus: Sequence[str], executor: str = "local") -> tuple[str, ...]:
+    """The GPU indices a local sweep spreads its workers over, checked (ConfigError otherwise)."""
+    gpus = tuple(str(g).strip() for g in gpus)
+    if any(not g.isdigit() for g in gpus):
+        raise ConfigError(f"gpus={','.join(gpus)!r} must be comma-separated GPU indices, e.g. 0,1")
+    if gpus and executor != "local":
+        raise ConfigError(f"gpus is for executor='local'; with executor={executor!r} the scheduler assigns GPUs")
+    return gpus
 
 
 def _settle(report: SweepReport, rid: str, outcome: str) -> None:

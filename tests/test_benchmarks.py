@@ -48,8 +48,8 @@ def test_tiny_benchmark_prints_every_section(tmp_path: Path) -> None:
     assert f"ratio DST/dense: {steps['ratio']:.3f}" in stdout  # the printed line is the dumped number
     assert set(numbers["topology"]) == {"random", "unfired", "gradient", "momentum"}
     assert numbers["papermill"] is None
-    # The projection covers the whole paper grid, parts adding up to the total: 10 experiments, eight of
-    # 72 runs (4 densities x 2 inits x 3 growths x 3 seeds), adaptive 12, batchnorm 18 (ERK only) = 606.
+    # The projection covers the whole paper grid, each run once: 10 experiments listing 606 runs (eight of
+    # 72, adaptive 12, batchnorm 18), 33 of them cifar100-10's runs again: 573.
     total = numbers["projection"]["total"]
     assert total["runs"] == 573  # distinct: the runs two experiments share count once (606 listed)
     assert sum(r["runs"] for r in numbers["projection"]["experiments"].values()) == 8 * 72 + 12 + 18

@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+import traceback
 from dataclasses import fields
 from pathlib import Path
 
@@ -152,12 +153,13 @@ def cmd_sweep(args) -> int:
     overrides = parse_overrides(args.overrides)
     cfgs = [c.replace(**overrides).validate() if overrides else c
             for n in names for c in experiments.configs(n, args.profile, seeds)]
+    resources = _cluster_resources(args)
     runs = len(experiments.distinct(cfgs))  # a run two experiments share is executed once
     print(f"{runs} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
     if not sweep_preflight(args, cfgs):  # before any run is handed out (issue 22)
         return 1
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
-                             progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g])
+                             progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g], slurm=resources)
     print(report.summary())
     for rid in report.held:
         print(f"held by another process: {rid} (being executed there; not touched)")
@@ -227,6 +229,44 @@ def sweep_preflight(args, cfgs: list[Config]) -> bool:
     for failure in report.failures:
         print(failure.line())
     return report.ok
+
+
+CLUSTER_OPTIONS = {  # `cldst sweep` option -> (help, type); each is a field of executors.slurm.Resources
+    "partition": ("Slurm partition", str), "time": ("time limit per run, e.g. 04:00:00 (default 1 day)", str),
+    "cpus-per-task": ("CPUs per run, also its thread count (default 1)", int), "mem": ("memory per run, e.g. 8G", str),
+    "gpus-per-task": ("GPUs per run (runs then use device=cuda)", int), "gres": ("generic resources, e.g. gpu:a100:1", str),
+    "account": ("Slurm account", str), "qos": ("Slurm QoS", str),
+    "array-parallelism": ("most runs executing at once (default: --workers)", int),
+}
+
+
+def _add_cluster_options(sp) -> None:
+    group = sp.add_argument_group("cluster (--executor slurm)",
+                                  "Options over a cluster profile file (TOML with these keys, '-' as '_'): "
+                                  "--cluster-profile, else <runs directory>/cluster.toml if there is one.")
+    group.add_argument("--cluster-profile", metavar="FILE", help="cluster profile file (TOML)")
+    for name, (helptext, kind) in CLUSTER_OPTIONS.items():
+        group.add_argument(f"--{name}", type=kind, help=helptext)
+    group.add_argument("--sbatch", action="append", default=[], metavar="--OPTION[=VALUE]",
+                       help="an extra sbatch option, e.g. --sbatch=--constraint=a100 (repeatable)")
+
+
+def _cluster_resources(args):
+    """The Resources of a slurm sweep from its profile file and options; one line if given elsewhere."""
+    from cldst.executors import slurm
+    from cldst.paths import runs_dir
+
+    # (cldst demo sweeps through cmd_sweep without these options)
+    options = {name.replace("-", "_"): getattr(args, name.replace("-", "_"), None) for name in CLUSTER_OPTIONS}
+    options["extra"] = tuple(getattr(args, "sbatch", ()))
+    profile = getattr(args, "cluster_profile", None)
+    if args.executor != "slurm":
+        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v not in (None, ())]
+        given += ["--cluster-profile"] if profile else []
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only for --executor slurm")
+        return None
+    return slurm.resolve(profile, Path(args.root) if args.root else runs_dir(), options)
 
 
 def cmd_collect(args) -> int:
@@ -355,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--profile", default="paper")
             sp.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
             sp.add_argument("--executor", default="local", help="local | submitit-local | slurm")
+            _add_cluster_options(sp)
         sp.add_argument("--workers", type=int, default=2)
         sp.add_argument("--gpus", default="",
                         help="GPU indices to spread the workers over, e.g. 0,1 (with --workers 8: 4 runs per GPU)")
@@ -418,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
+        if args.verbose:  # -v: where it came from, then the one line
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # before or after a sweep's own handling (loading data, collecting)

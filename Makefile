@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint lab figures sweep benchmark clean-smoke
+.PHONY: install demo test slurm-test lint lab figures sweep benchmark clean-smoke
 
 install: $(STAMP)
 
@@ -31,6 +31,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# The cluster tests against a real single-node Slurm that .ci/slurm_up.sh brings up (as root; stop it with
+# .ci/slurm_down.sh). About 7 minutes on a loaded 2-core machine.
+slurm-test: $(STAMP)
+	.ci/slurm_up.sh
+	$(BIN)/python -m pytest -q -p no:xdist tests/test_slurm.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=.

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cldst.errors import ConfigError, check_choice, check_positive_int
+from cldst.executors import EXECUTORS  # torch-free
 from cldst.paths import runs_dir
-
-EXECUTORS = ("local", "submitit-local", "slurm")
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -32,6 +31,11 @@ def check_sweep_options(workers: int, executor: str, gpus: Sequence[str]) -> tup
     """The sweep's own options; returns the GPU indices stripped."""
     check_choice("executor", executor, EXECUTORS)
     check_positive_int("workers", workers)
+    return check_gpus(gpus, executor)
+
+
+def check_gpus(gpus: Sequence[str], executor: str = "local") -> tuple[str, ...]:
+    """The GPU indices a local sweep spreads its workers over, stripped (ConfigError otherwise)."""
     gpus = tuple(str(g).strip() for g in gpus)
     if any(not g.isdigit() for g in gpus):
         raise ConfigError(f"gpus={','.join(gpus)!r} must be comma-separated GPU indices, e.g. 0,1")

@@ -1,4 +1,4 @@
-"""Command line: `cldst run | sweep | collect | figures | demo | experiments`.
+"""Command line: `cldst run | sweep | preflight | collect | figures | demo | experiments`.
 
 Every Config field is a flag of `cldst run` (`--num_tasks 10`, also `--num-tasks`); the authors'
 names are accepted (`--sparse_init`, `--init`, `--net_name`, `--death`, `--death_rate`,
@@ -156,19 +156,121 @@ def cmd_sweep(args) -> int:
     cfgs = [c.replace(**overrides).validate() if overrides else c
             for n in names for c in experiments.configs(n, args.profile, seeds)]
     gpus = checks.check_all(cfgs, root=args.root, workers=args.workers, executor=args.executor,
-                               gpus=[g for g in args.gpus.split(",") if g])
+                            gpus=[g for g in args.gpus.split(",") if g])
+    resources = _cluster_resources(args)
     from cldst import sweep
 
     runs = len(experiments.distinct(cfgs))  # a run two experiments share is executed once
     print(f"{runs} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
+    if not sweep_preflight(args, cfgs):  # before any run is handed out (issue 22)
+        return 1
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
-                             progress=not args.quiet, gpus=gpus)
+                             progress=not args.quiet, gpus=gpus, slurm=resources)
     print(report.summary())
     for rid in report.held:
         print(f"held by another process: {rid} (being executed there; not touched)")
     for reason in report.failed.values():  # each reason starts with its run id
         print(f"FAILED {reason}")
     return 1 if report.failed else 0
+
+
+# ---------------------------------------------------------------------- preflight (issue 22)
+def _grid(args) -> list[tuple[str, Config]]:
+    """(experiment, config) of the grid the sweep options name, as the experiments list them."""
+    from cldst import experiments
+
+    names = experiments.experiments_of(args.profile) if args.experiments == ["all"] else args.experiments
+    seeds = checks.parse_seeds(args.seeds) if args.seeds else None
+    overrides = parse_overrides(args.overrides)
+    return [(n, c.replace(**overrides) if overrides else c) for n in names
+            for c in experiments.configs(n, args.profile, seeds)]
+
+
+def _preflight_setting(args) -> tuple[str, int]:
+    """The device the runs will use and how many run at once: one per GPU given, the array parallelism
+    on SLURM, every worker on a CPU (each with its share of the cores), else one."""
+    gpus = checks.check_gpus([g for g in args.gpus.split(",") if g], args.executor)
+    device = "cuda" if gpus and args.device == "auto" else args.device
+    if gpus:
+        return device, len(gpus)
+    if args.executor != "local":
+        return device, args.workers
+    import torch
+
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return device, args.workers if on_cpu else 1
+
+
+def cmd_preflight(args) -> int:
+    from cldst import preflight
+
+    named = _grid(args)
+    device, parallel = _preflight_setting(args)
+    report = preflight.run(named, profile=args.profile, device=device, root=args.root, parallel=parallel,
+                           device_check=not args.no_device_check, steps=args.steps)
+    return 0 if report.ok else 1
+
+
+def sweep_preflight(args, cfgs: list[Config]) -> bool:
+    """What `cldst sweep` checks before it hands out runs: the configurations and data always, the device
+    (each shape of the runs not yet complete, briefly) unless --skip-device-check or on SLURM, where
+    the node kind is not this machine (run `cldst preflight` as a job there). True when all passed."""
+    from cldst import preflight, records
+
+    todo = [c for c in cfgs if records.record_status(records.run_dir(c, args.root)) != records.COMPLETE]
+    if not todo:
+        return True
+    device, parallel = _preflight_setting(args)
+    device_check = not args.skip_device_check and args.executor == "local"
+    report = preflight.run([(args.profile, c) for c in todo], profile=args.profile, device=device, root=args.root,
+                           parallel=parallel, device_check=device_check, overhead=False, steps=1,
+                           out=lambda line: None, write=False)  # preflight.json keeps the full check's table
+    for d in report.data:
+        if d.state == "downloadable":
+            print(f"data {d.dataset}: {d.state}, {d.detail}")
+    print(f"preflight: {len(report.shapes)} shape(s) of {report.runs} run(s) to do checked on the device"
+          f"{' (device check skipped)' if not device_check else ''}: {'ok' if report.ok else 'FAILED'}")
+    for failure in report.failures:
+        print(failure.line())
+    return report.ok
+
+
+CLUSTER_OPTIONS = {  # `cldst sweep` option -> (help, type); each is a field of executors.slurm.Resources
+    "partition": ("Slurm partition", str), "time": ("time limit per run, e.g. 04:00:00 (default 1 day)", str),
+    "cpus-per-task": ("CPUs per run, also its thread count (default 1)", int), "mem": ("memory per run, e.g. 8G", str),
+    "gpus-per-task": ("GPUs per run (runs then use device=cuda)", int), "gres": ("generic resources, e.g. gpu:a100:1", str),
+    "account": ("Slurm account", str), "qos": ("Slurm QoS", str),
+    "array-parallelism": ("most runs executing at once (default: --workers)", int),
+}
+
+
+def _add_cluster_options(sp) -> None:
+    group = sp.add_argument_group("cluster (--executor slurm)",
+                                  "Options over a cluster profile file (TOML with these keys, '-' as '_'): "
+                                  "--cluster-profile, else <runs directory>/cluster.toml if there is one.")
+    group.add_argument("--cluster-profile", metavar="FILE", help="cluster profile file (TOML)")
+    for name, (helptext, kind) in CLUSTER_OPTIONS.items():
+        group.add_argument(f"--{name}", type=kind, help=helptext)
+    group.add_argument("--sbatch", action="append", default=[], metavar="--OPTION[=VALUE]",
+                       help="an extra sbatch option, e.g. --sbatch=--constraint=a100 (repeatable)")
+
+
+def _cluster_resources(args):
+    """The Resources of a slurm sweep from its profile file and options; one line if given elsewhere."""
+    from cldst.executors import slurm
+    from cldst.paths import runs_dir
+
+    # (cldst demo sweeps through cmd_sweep without these options)
+    options = {name.replace("-", "_"): getattr(args, name.replace("-", "_"), None) for name in CLUSTER_OPTIONS}
+    options["extra"] = tuple(getattr(args, "sbatch", ()))
+    profile = getattr(args, "cluster_profile", None)
+    if args.executor != "slurm":
+        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v not in (None, ())]
+        given += ["--cluster-profile"] if profile else []
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only for --executor slurm")
+        return None
+    return slurm.resolve(profile, Path(args.root) if args.root else runs_dir(), options)
 
 
 def cmd_collect(args) -> int:
@@ -299,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--profile", default="paper")
             sp.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
             sp.add_argument("--executor", default="local", help="local | submitit-local | slurm")
+            _add_cluster_options(sp)
         sp.add_argument("--workers", type=int, default=2)
         sp.add_argument("--gpus", default="",
                         help="GPU indices to spread the workers over, e.g. 0,1 (with --workers 8: 4 runs per GPU)")
@@ -307,7 +410,32 @@ def build_parser() -> argparse.ArgumentParser:
                              "(fields that change results change the run ids; device/data_root do not)")
         sp.add_argument("--root", help="runs directory (default: papermill_runs/)")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        sp.add_argument("--skip-device-check", "--no-preflight", action="store_true",
+                        help="before the runs, check configurations and data only, not each shape on the device")
+        sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="the device the preflight checks each shape on (default: auto)")
         sp.set_defaults(func=func)
+
+    pf = sub.add_parser("preflight", help="check every configuration, its data and each shape on the device; "
+                                          "say what the grid costs",
+                        description="Before a sweep: every configuration validated, its data present or "
+                                    "downloadable, each distinct network x input shape built and trained a few "
+                                    "steps on the device (sparsity invariants checked), and the grid's cost from "
+                                    "those measurements. Writes preflight.json beside the runs; exits 1 if "
+                                    "anything fails.")
+    pf.add_argument("experiments", nargs="+", help="experiment names, or 'all'")
+    pf.add_argument("--profile", default="paper")
+    pf.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
+    pf.add_argument("--executor", default="local", help="local | submitit-local | slurm (sets the parallelism)")
+    pf.add_argument("--workers", type=int, default=2, help="runs at once (SLURM: the array parallelism)")
+    pf.add_argument("--gpus", default="", help="GPU indices the sweep will use, e.g. 0,1")
+    pf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="the device to check on")
+    pf.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                    help="change a Config field in every run, as for sweep")
+    pf.add_argument("--root", help="runs directory (default: papermill_runs/)")
+    pf.add_argument("--steps", type=int, default=3, help="timed training steps per task and shape (default 3)")
+    pf.add_argument("--no-device-check", action="store_true", help="only the configurations and the data")
+    pf.set_defaults(func=cmd_preflight)
 
     col = sub.add_parser("collect", help="gather run records into tidy tables")
     col.add_argument("--root")

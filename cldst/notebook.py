@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,23 @@ def _warm_engine() -> str:
     if _WARM not in papermill_engines._engines:
         papermill_engines.register(_WARM, _warm_engine_class())
     return _WARM
+
+
+def shutdown_kept_kernel() -> None:
+    """End this process's kept kernel now, if it has one (a worker ending): not left to the kernel's
+    own check of its parent, which a subreaper defeats."""
+    engines = sys.modules.get("papermill.engines")  # not imported: this process never ran a notebook
+    engine = engines and engines.papermill_engines._engines.get(_WARM)
+    km = getattr(engine, "km", None)
+    if km is None:
+        return
+    from jupyter_core.utils import run_sync
+
+    engine.km = None
+    try:
+        run_sync(km.shutdown_kernel)(now=True)
+    except Exception as exc:  # already gone: nothing left to end
+        logging.getLogger(__name__).debug("kept kernel shutdown: %s", exc)
 
 
 def _warm_engine_class():

@@ -25,3 +25,17 @@ def test_a_failed_analysis_notebook_makes_figures_exit_1_and_names_it(tmp_path, 
     assert executed and len(err) == len(executed)  # every notebook that ran failed, each named once
     for name, line in zip(executed, err):
         assert line.startswith(f"FAILED {name}: notebook failed: RuntimeError: NameError: name 'tabels' is not defined (see ")
+
+
+def test_verbose_shows_the_traceback_of_a_runtime_error(monkeypatch, capsys):
+    def boom(args):
+        raise RuntimeError("the subnetworks of tasks [0] changed after they were trained")
+
+    monkeypatch.setattr(cli, "cmd_experiments", boom)
+    assert cli.main(["experiments"]) == 1
+    quiet = capsys.readouterr().err
+    assert quiet == "error: the subnetworks of tasks [0] changed after they were trained\n"
+    assert cli.main(["-v", "experiments"]) == 1
+    loud = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in loud and "in boom" in loud
+    assert loud.endswith("error: the subnetworks of tasks [0] changed after they were trained\n")

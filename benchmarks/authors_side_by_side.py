@@ -46,6 +46,8 @@ from cldst.stats import welch  # noqa: E402
 # The comparison's fixed setting (the one the fidelity issue measured).
 NUM_CLASSES, NUM_TASKS, IMAGE_SIZE, TRAIN_PER_CLASS, TEST_PER_CLASS = 50, 5, 16, 80, 20
 SETTING = {"width": 16, "epochs": 4, "batch_size": 32, "density": 0.2, "update_frequency": 10, "lr": 1e-3}
+# the images are made at IMAGE_SIZE with TRAIN/TEST_PER_CLASS above: cldst takes them as they are
+AS_GIVEN = {"image_size": 0, "train_per_class": 0, "test_per_class": 0}
 SETTINGS = ("uniform/random", "ERK/gradient")
 # --ablations: the preset with one of the authors' behaviours switched back to cldst's default each
 ABLATIONS = {
@@ -204,7 +206,7 @@ def run_cldst(data_path: Path, init: str, growth: str, seed: int, preset_name: s
                       [f"synth{k:02d}" for k in range(NUM_CLASSES)], data["mean"], data["std"])
     cfg = preset(preset_name, dataset="synth100", num_tasks=NUM_TASKS, num_classes=NUM_CLASSES,
                  sparse_init=init, growth=growth, seed=seed, progress=False, save_masks=False,
-                 **SETTING, **overrides)
+                 **SETTING, **AS_GIVEN, **overrides)
     result = train_continual(cfg, dataset=ds)
     final = result.acc_matrix[-1]
     out = {"final_acc": final.tolist(), "acc": float(np.mean(final)), "train_seconds": sum(result.task_seconds),

@@ -36,7 +36,8 @@ from cldst.sparse import REUSES  # noqa: E402
 from cldst.stats import welch  # noqa: E402
 
 SETTING = {"dataset": "synth100", "num_tasks": 10, "image_size": 16, "train_per_class": 80, "test_per_class": 20,
-           "width": 16, "epochs": 4, "batch_size": 32, "update_frequency": 10, "density": 0.1, "progress": False,
+           "width": 16, "variant": "cifar", "epochs": 4, "batch_size": 32, "lr": 1e-3, "update_frequency": 10,
+           "density": 0.1, "progress": False,
            "save_masks": False}
 SETTINGS = ("uniform/random", "ERK/gradient")
 

@@ -9,7 +9,7 @@ Sections (each prints a header line and a `ratio` line; the README explains ever
   3. Data pipeline vs model     cldst.data.train_batches (augmentation on) vs the DST step, images/s
   4. papermill overhead         notebooks/train.ipynb through cldst.sweep.execute_run vs
                                 cldst.train.train_continual of the same tiny config (--no-papermill skips)
-  5. Projection                 device-hours of the whole paper grid (experiments.all_configs("paper"))
+  5. Projection                 device-hours of the whole paper grid, through cldst.cost (as `cldst preflight`)
 
 Timing: warm-up calls first, torch.cuda.synchronize() around every timed block on GPU, the median
 over repeats; dense and DST blocks alternate so a change in machine load hits both alike.
@@ -39,7 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cldst import experiments
+from cldst import cost, experiments
 from cldst.config import Config
 from cldst.data import train_batches
 from cldst.models import ContinualNet, build_model
@@ -48,7 +48,6 @@ from cldst.train import resolve_device
 
 GROWTHS = ("random", "unfired", "gradient", "momentum")
 NUM_CLASSES, NUM_TASKS = 100, 10  # the model's head: task 1 has 10 classes
-TRAIN_PER_CLASS, TEST_PER_CLASS = 500, 100  # CIFAR-100 and miniImageNet (at 32 px) alike
 PIPELINE_IMAGES = 5000  # one 10-class task
 # CIFAR-100 statistics; any values serve for timing.
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -317,7 +316,7 @@ def tiny_run_config(args: argparse.Namespace, device: torch.device, experiment: 
     return Config(
         experiment=experiment, device=device.type, progress=False, dataset="synth100", num_tasks=2,
         train_per_class=2, test_per_class=2, epochs=1, width=4, image_size=16, batch_size=32,
-        update_frequency=2,
+        update_frequency=2, variant="cifar", lr=1e-3,
     ).validate()
 
 
@@ -361,52 +360,37 @@ def section_papermill(args: argparse.Namespace, device: torch.device) -> dict[st
     return out
 
 
-def growth_names(spec: str) -> set[str]:
-    """Every criterion a growth spec can use ("0:random,5:gradient" -> {random, gradient})."""
-    return {name for name in GROWTHS if name in spec}
-
-
 def section_projection(args: argparse.Namespace, device: torch.device, rates: dict[str, dict[str, float]],
                        topology: dict[str, Any], overhead_s: float) -> dict[str, Any]:
-    """Device-hours of the paper grid, from measured images/s (train and eval) per arch."""
-    rows: dict[str, dict[str, float]] = {}
-    seen: set[str] = set()  # a run two experiments share is executed once: costed under the first
-    for name, cfg in ((n, c) for n in experiments.experiments_of("paper") for c in experiments.configs(n, "paper")):
-        if cfg.run_id() in seen:
-            continue
-        seen.add(cfg.run_id())
+    """Device-hours of the paper grid from the measured rates, through cldst.cost (the cost model
+    `cldst preflight` uses): each arch's images/s (train and eval), each criterion's update time
+    (measured on --arch, assumed for the others), the papermill overhead per run."""
+    update_s = {g: topology[g]["update_s"] for g in topology}
+
+    def rates_of(cfg: Config) -> cost.Rates:
         rate = rates[cfg.arch]
-        per_task = cfg.num_classes // cfg.num_tasks
-        train_images = cfg.epochs * TRAIN_PER_CLASS * per_task * cfg.num_tasks
-        # Trainer.run evaluates T (baseline) + T (before each task) + T(T+1)/2 (rows of A) + T(T-1)/2 (FWT)
-        # test sets of one task each.
-        evaluations = 2 * cfg.num_tasks + cfg.num_tasks**2
-        eval_images = evaluations * TEST_PER_CLASS * per_task
-        train_s = train_images / rate["dst_images_per_s"]
-        # Measured as a fraction of --update-frequency DST steps; a run updates every cfg.update_frequency.
-        worst = max(topology[g]["amortized_pct"] for g in growth_names(cfg.growth)) if topology else 0.0
-        pct = worst * args.update_frequency / cfg.update_frequency
-        row = rows.setdefault(name, {"runs": 0, "train_h": 0.0, "topology_h": 0.0, "eval_h": 0.0,
-                                     "papermill_h": 0.0})
-        row["runs"] += 1
-        row["train_h"] += train_s / 3600
-        row["topology_h"] += train_s * pct / 100 / 3600
-        row["eval_h"] += eval_images / rate["eval_images_per_s"] / 3600
-        row["papermill_h"] += overhead_s / 3600
-    for row in rows.values():
-        row["total_h"] = row["train_h"] + row["topology_h"] + row["eval_h"] + row["papermill_h"]
-    total = {k: sum(r[k] for r in rows.values()) for k in ("runs", "train_h", "topology_h", "eval_h", "papermill_h",
-                                                           "total_h")}
+        return cost.Rates(step_s=cfg.batch_size / rate["dst_images_per_s"], eval_image_s=1 / rate["eval_images_per_s"],
+                          update_s=update_s, overhead_s=overhead_s)
+
+    named = [(name, cfg) for name in experiments.experiments_of("paper") for cfg in experiments.configs(name, "paper")]
+    grid = cost.grid_cost(named, rates_of)
+    parts = {"train_h": "train_s", "topology_h": "topology_s", "eval_h": "eval_s", "overhead_h": "overhead_s"}
+
+    def row(c: cost.RunCost, runs: int) -> dict[str, float]:
+        return {"runs": runs, **{h: getattr(c, s) / 3600 for h, s in parts.items()}, "total_h": c.total_s / 3600}
+
+    rows = {name: row(c, grid.runs[name]) for name, c in grid.experiments.items()}
+    total = row(grid.total, grid.distinct_runs)
     setting = (f"width {args.width}, {args.image_size} px, batch {args.batch}, {args.variant} variant, {args.precision}"
                f"{', channels_last' if args.channels_last else ''}{', compile' if args.compile else ''}")
     print(f"\n== 5. Projection of the paper grid on this device ({device.type}; {setting}) ==")
     for arch, rate in rates.items():
         print(f"  {arch}: DST {rate['dst_images_per_s']:,.1f} images/s, eval {rate['eval_images_per_s']:,.1f} "
               f"images/s{' (' + rate['source'] + ')' if rate.get('source') else ''}")
-    print(f"{'experiment':<18}{'runs':>5}{'train h':>11}{'topology h':>12}{'eval h':>9}{'papermill h':>13}{'total h':>11}")
-    for name, r in [*rows.items(), ("TOTAL", total)]:
+    print(f"{'experiment':<18}{'runs':>5}{'train h':>11}{'topology h':>12}{'eval h':>9}{'overhead h':>12}{'total h':>11}")
+    for name, r in [*rows.items(), ("TOTAL (distinct)", total)]:
         print(f"{name:<18}{r['runs']:>5}{r['train_h']:>11.1f}{r['topology_h']:>12.1f}{r['eval_h']:>9.1f}"
-              f"{r['papermill_h']:>13.2f}{r['total_h']:>11.1f}")
+              f"{r['overhead_h']:>12.2f}{r['total_h']:>11.1f}")
     print(f"ratio total/train: {total['total_h'] / total['train_h']:.3f}   "
           f"({total['total_h']:,.1f} device-hours = {total['total_h'] / 24:,.1f} device-days, one run at a time)")
     return {"setting": setting, "rates": rates, "experiments": rows, "total": total}

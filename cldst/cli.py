@@ -1,4 +1,4 @@
-"""Command line: `cldst run | sweep | collect | figures | demo | experiments`.
+"""Command line: `cldst run | sweep | preflight | collect | figures | demo | experiments`.
 
 Every Config field is a flag of `cldst run` (`--num_tasks 10`, also `--num-tasks`); the authors'
 names are accepted (`--sparse_init`, `--init`, `--net_name`, `--death`, `--death_rate`,
@@ -20,8 +20,9 @@ import traceback
 from dataclasses import fields
 from pathlib import Path
 
+from cldst import checks
 from cldst.config import PRESETS, Config, coerce, field_help
-from cldst.errors import CldstError, ConfigError, Interrupted
+from cldst.errors import CldstError, ConfigError, Interrupted, one_line
 
 # The authors' flag names (their cifar100.py / miniImageNet100.py and README).
 ALIASES = {"sparse_init": ["--init"], "arch": ["--net_name"], "drop": ["--death"], "drop_fraction": ["--death_rate"]}
@@ -74,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def cmd_run(args) -> int:
     cfg = config_from_args(args)  # first: a bad value is one line before anything heavy is imported
+    checks.check_all([cfg])
     from cldst import records, sweep
 
     path = records.run_dir(cfg)
@@ -144,26 +146,93 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def cmd_sweep(args) -> int:
-    from cldst import experiments, sweep
+    from cldst import experiments  # torch-free: every check below answers before the sweep is imported
 
     names = experiments.experiments_of(args.profile) if args.experiments == ["all"] else args.experiments
     for name in names:
         experiments.get_experiment(name)
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    seeds = checks.parse_seeds(args.seeds) if args.seeds else None
     overrides = parse_overrides(args.overrides)
     cfgs = [c.replace(**overrides).validate() if overrides else c
             for n in names for c in experiments.configs(n, args.profile, seeds)]
+    gpus = checks.check_all(cfgs, root=args.root, workers=args.workers, executor=args.executor,
+                            gpus=[g for g in args.gpus.split(",") if g])
     resources = _cluster_resources(args)
+    from cldst import sweep
+
     runs = len(experiments.distinct(cfgs))  # a run two experiments share is executed once
     print(f"{runs} runs: {', '.join(names)} (profile {args.profile}, {args.workers} worker(s), {args.executor})")
+    if not sweep_preflight(args, cfgs):  # before any run is handed out (issue 22)
+        return 1
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
-                             progress=not args.quiet, gpus=[g for g in args.gpus.split(",") if g], slurm=resources)
+                             progress=not args.quiet, gpus=gpus, slurm=resources)
     print(report.summary())
     for rid in report.held:
         print(f"held by another process: {rid} (being executed there; not touched)")
     for reason in report.failed.values():  # each reason starts with its run id
         print(f"FAILED {reason}")
     return 1 if report.failed else 0
+
+
+# ---------------------------------------------------------------------- preflight (issue 22)
+def _grid(args) -> list[tuple[str, Config]]:
+    """(experiment, config) of the grid the sweep options name, as the experiments list them."""
+    from cldst import experiments
+
+    names = experiments.experiments_of(args.profile) if args.experiments == ["all"] else args.experiments
+    seeds = checks.parse_seeds(args.seeds) if args.seeds else None
+    overrides = parse_overrides(args.overrides)
+    return [(n, c.replace(**overrides) if overrides else c) for n in names
+            for c in experiments.configs(n, args.profile, seeds)]
+
+
+def _preflight_setting(args) -> tuple[str, int]:
+    """The device the runs will use and how many run at once: one per GPU given, the array parallelism
+    on SLURM, every worker on a CPU (each with its share of the cores), else one."""
+    gpus = checks.check_gpus([g for g in args.gpus.split(",") if g], args.executor)
+    device = "cuda" if gpus and args.device == "auto" else args.device
+    if gpus:
+        return device, len(gpus)
+    if args.executor != "local":
+        return device, args.workers
+    import torch
+
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return device, args.workers if on_cpu else 1
+
+
+def cmd_preflight(args) -> int:
+    from cldst import preflight
+
+    named = _grid(args)
+    device, parallel = _preflight_setting(args)
+    report = preflight.run(named, profile=args.profile, device=device, root=args.root, parallel=parallel,
+                           device_check=not args.no_device_check, steps=args.steps)
+    return 0 if report.ok else 1
+
+
+def sweep_preflight(args, cfgs: list[Config]) -> bool:
+    """What `cldst sweep` checks before it hands out runs: the configurations and data always, the device
+    (each shape of the runs not yet complete, briefly) unless --skip-device-check or on SLURM, where
+    the node kind is not this machine (run `cldst preflight` as a job there). True when all passed."""
+    from cldst import preflight, records
+
+    todo = [c for c in cfgs if records.record_status(records.run_dir(c, args.root)) != records.COMPLETE]
+    if not todo:
+        return True
+    device, parallel = _preflight_setting(args)
+    device_check = not args.skip_device_check and args.executor == "local"
+    report = preflight.run([(args.profile, c) for c in todo], profile=args.profile, device=device, root=args.root,
+                           parallel=parallel, device_check=device_check, overhead=False, steps=1,
+                           out=lambda line: None, write=False)  # preflight.json keeps the full check's table
+    for d in report.data:
+        if d.state == "downloadable":
+            print(f"data {d.dataset}: {d.state}, {d.detail}")
+    print(f"preflight: {len(report.shapes)} shape(s) of {report.runs} run(s) to do checked on the device"
+          f"{' (device check skipped)' if not device_check else ''}: {'ok' if report.ok else 'FAILED'}")
+    for failure in report.failures:
+        print(failure.line())
+    return report.ok
 
 
 CLUSTER_OPTIONS = {  # `cldst sweep` option -> (help, type); each is a field of executors.slurm.Resources
@@ -314,7 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one configuration through notebooks/train.ipynb",
                          description="Run one configuration through notebooks/train.ipynb; its record goes to "
                                      "papermill_runs/<experiment>/<run id>/. Every field of cldst.config.Config "
-                                     "is a flag.",
+                                     "is a flag. The defaults are a quick run (10 synth100 tasks at 16 px, width 16, 2 epochs, "
+                                     "12 topology updates per task); the paper's "
+                                     "run is `cldst sweep cifar100-10 --profile paper`.",
                          epilog=f"A quick start (about a minute on a 2-core CPU): {QUICK_START}",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_config_flags(run)
@@ -339,7 +410,32 @@ def build_parser() -> argparse.ArgumentParser:
                              "(fields that change results change the run ids; device/data_root do not)")
         sp.add_argument("--root", help="runs directory (default: papermill_runs/)")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        sp.add_argument("--skip-device-check", "--no-preflight", action="store_true",
+                        help="before the runs, check configurations and data only, not each shape on the device")
+        sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="the device the preflight checks each shape on (default: auto)")
         sp.set_defaults(func=func)
+
+    pf = sub.add_parser("preflight", help="check every configuration, its data and each shape on the device; "
+                                          "say what the grid costs",
+                        description="Before a sweep: every configuration validated, its data present or "
+                                    "downloadable, each distinct network x input shape built and trained a few "
+                                    "steps on the device (sparsity invariants checked), and the grid's cost from "
+                                    "those measurements. Writes preflight.json beside the runs; exits 1 if "
+                                    "anything fails.")
+    pf.add_argument("experiments", nargs="+", help="experiment names, or 'all'")
+    pf.add_argument("--profile", default="paper")
+    pf.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
+    pf.add_argument("--executor", default="local", help="local | submitit-local | slurm (sets the parallelism)")
+    pf.add_argument("--workers", type=int, default=2, help="runs at once (SLURM: the array parallelism)")
+    pf.add_argument("--gpus", default="", help="GPU indices the sweep will use, e.g. 0,1")
+    pf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="the device to check on")
+    pf.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                    help="change a Config field in every run, as for sweep")
+    pf.add_argument("--root", help="runs directory (default: papermill_runs/)")
+    pf.add_argument("--steps", type=int, default=3, help="timed training steps per task and shape (default 3)")
+    pf.add_argument("--no-device-check", action="store_true", help="only the configurations and the data")
+    pf.set_defaults(func=cmd_preflight)
 
     col = sub.add_parser("collect", help="gather run records into tidy tables")
     col.add_argument("--root")
@@ -357,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Errors are one line (user input: exit 2; a failure: exit 1); with -v, also their full traceback."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -365,18 +462,23 @@ def main(argv: list[str] | None = None) -> int:
         _ignore_signals()  # a second Ctrl-C while the interpreter exits would print a traceback
         print(exc, file=sys.stderr)
         return 128 + exc.signum
-    except CldstError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        if args.verbose:  # -v: where it came from, then the one line
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:  # before or after a sweep's own handling (loading data, collecting)
         _ignore_signals()
         print("interrupted; re-run to resume", file=sys.stderr)
         return 128 + signal.SIGINT
+    except CldstError as exc:
+        return _error(args, str(exc), 2)
+    except RuntimeError as exc:  # a failure the code names in its message
+        return _error(args, str(exc), 1)
+    except Exception as exc:  # a bug: its type says more than its message alone
+        return _error(args, f"{one_line(exc)} (cldst -v ... shows the traceback)", 1)
+
+
+def _error(args, message: str, code: int) -> int:
+    if args.verbose:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _ignore_signals() -> None:

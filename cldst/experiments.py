@@ -198,7 +198,10 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "paper": Profile("paper", seeds=(0, 1, 2), overrides={"width": 64, "variant": "authors", "progress": False},
+    # Every scale field is set here: Config's own defaults are a quick run, and never reach a profile's runs.
+    "paper": Profile("paper", seeds=(0, 1, 2),
+                     overrides={"width": 64, "variant": "authors", "image_size": 0, "train_per_class": 0,
+                                "test_per_class": 0, "batch_size": 128, "lr": 0.001, "progress": False},
                      note="paper profile (the paper's datasets, ResNet-18 width 64, the paper's epochs)"),
     # The paper's findings on a CPU: the embedded synth100 in place of CIFAR-100, scaled so a 10-task
     # run is meaningful (benchmarks/calibrate_cpu.py states the criteria and the measurement that set

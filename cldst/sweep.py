@@ -29,9 +29,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cldst import errors, executors, notebook, records
+from cldst import checks, errors, executors, notebook, records
 from cldst.config import Config
-from cldst.errors import ConfigError, one_line
+from cldst.errors import one_line
 from cldst.executors.base import COMPLETE, DONE, HELD, Batch, DiskFull, RunFailed, SweepReport
 from cldst.executors.slurm import Resources
 from cldst.experiments import distinct
@@ -189,15 +189,7 @@ def run_sweep(
     GPU share it (one small CIFAR run may not keep a large GPU busy).
     slurm (executor slurm): what each run's job asks for, Resources or a dict of its fields (not changed).
     Raises Interrupted after SIGINT/SIGTERM, once the runs in flight are ended."""
-    if executor not in EXECUTORS:
-        raise ConfigError(f"executor={executor!r} is not one of: {', '.join(EXECUTORS)}")
-    if workers < 1:
-        raise ConfigError(f"workers={workers} must be >= 1")
-    gpus = tuple(str(g).strip() for g in gpus)
-    if any(not g.isdigit() for g in gpus):
-        raise ConfigError(f"gpus={','.join(gpus)!r} must be comma-separated GPU indices, e.g. 0,1")
-    if gpus and executor != "local":
-        raise ConfigError(f"gpus is for executor='local'; with executor={executor!r} the scheduler assigns GPUs")
+    gpus = checks.check_all(cfgs, root=root, workers=workers, executor=executor, gpus=gpus)
     resources = slurm if isinstance(slurm, Resources) else Resources.from_dict(slurm or {})
     root = str(root) if root is not None else None
     report, todo = plan(cfgs, root, force)
@@ -241,3 +233,4 @@ def plan(cfgs: Sequence[Config], root: str | None = None, force: bool = False) -
     if report.skipped:
         log.info("%d of %d runs already complete", len(report.skipped), len(cfgs))
     return report, todo
+

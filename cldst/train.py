@@ -239,20 +239,15 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def train_task(self, t: int, epochs_bar: Iterator | None = None) -> tuple[float, float]:
         cfg, data, net, sparsity = self.cfg, self.tasks[t], self.net, self.sparsity
-        # fused: one kernel for all of Adam's updates (4.5x faster than the per-tensor loop torch picks on
-        # CPU for a width-16 ResNet-18); the arithmetic is Adam's, rounded in another order
-        optimizer = torch.optim.Adam(net.task_parameters(t), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                     fused=self.device.type in ("cpu", "cuda"))
+        optimizer = self.optimizer(t)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(cfg.epochs), gamma=0.1)
         net.train()
         step, start = 0, time.perf_counter()
         epoch_loss = torch.zeros((), device=self.device)
-        # Training accuracy per epoch (over all logits with eval_logits="all", as the authors count it;
-        # on device: one sync per epoch). checkpoint="best_train" (authors) keeps the weights and mask
-        # of the epoch where it was best.
-        all_logits = cfg.eval_logits == "all"
+        # Training accuracy per epoch (on device: one sync per epoch). checkpoint="best_train" (authors)
+        # keeps the weights and mask of the epoch where it was best.
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        best, snapshot, offset, accuracies = -1.0, None, t * self.split.classes_per_task, []
+        best, snapshot, accuracies = -1.0, None, []
         for epoch in range(cfg.epochs):
             epoch_loss.zero_()
             correct.zero_()
@@ -261,22 +256,12 @@ class Trainer:
                 data.train_x, data.train_y, cfg.batch_size, mean=self.data.mean, std=self.data.std,
                 generator=self.generator, channels_last=cfg.channels_last,
             ):
-                with self.autocast:
-                    if all_logits:  # the task's logits are a slice of all of them (bitwise as net(x, t))
-                        logits_all = net.all_logits(x, t)
-                        logits = logits_all[:, offset : offset + self.split.classes_per_task]
-                    else:
-                        logits = net(x, t)
-                    loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad(set_to_none=False)
-                loss.backward()
                 step += 1
-                stats = sparsity.step(optimizer, step)  # frozen stay frozen, topology update on schedule
+                loss, pred, stats = self.train_step(x, y, t, optimizer, step)
                 if stats is not None:
                     self.updates.append({"task": t, **stats})
-                epoch_loss += loss.detach()
+                epoch_loss += loss
                 batches += 1
-                pred = logits_all.detach().argmax(1) - offset if all_logits else logits.detach().argmax(1)
                 correct += (pred == y).sum()
                 seen += len(y)
             scheduler.step()
@@ -294,6 +279,33 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start, (epoch_loss / max(batches, 1)).item()
+
+    def optimizer(self, t: int) -> torch.optim.Optimizer:
+        """Task t's fresh Adam over what the task trains."""
+        # fused: one kernel for all of Adam's updates (4.5x faster than the per-tensor loop torch picks on
+        # CPU for a width-16 ResNet-18); the arithmetic is Adam's, rounded in another order
+        return torch.optim.Adam(self.net.task_parameters(t), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                                fused=self.device.type in ("cpu", "cuda"))
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, t: int, optimizer: torch.optim.Optimizer, step: int,
+                   *, update: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any] | None]:
+        """One training step of task t on a batch: forward, loss, backward, `sparsity.step` (frozen stay
+        frozen; the topology update on schedule unless update=False). Returns the detached loss, the
+        predictions (local labels; over all logits with eval_logits="all", as the authors count training
+        accuracy) and the update's statistics or None. `step` is 1-based within the task."""
+        with self.autocast:
+            if self.cfg.eval_logits == "all":  # the task's logits are a slice of all of them (bitwise as net(x, t))
+                offset = t * self.split.classes_per_task
+                logits_all = self.net.all_logits(x, t)
+                logits = logits_all[:, offset : offset + self.split.classes_per_task]
+            else:
+                logits = self.net(x, t)
+            loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        stats = self.sparsity.step(optimizer, step, update=update)
+        pred = logits_all.detach().argmax(1) - offset if self.cfg.eval_logits == "all" else logits.detach().argmax(1)
+        return loss.detach(), pred, stats
 
     @torch.no_grad()
     def recalibrate_norms(self, t: int) -> None:

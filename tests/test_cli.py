@@ -1,5 +1,6 @@
 """Bad input at the command line: one clear line on stderr, non-zero exit, no record that looks complete."""
 
+import os
 import subprocess
 import sys
 
@@ -62,3 +63,55 @@ def test_set_overrides_are_typed_and_only_result_fields_change_run_ids():
     cfg = experiments.configs("adaptive", "smoke")[0]
     assert cfg.replace(device="cuda", data_root="/elsewhere").run_id() == cfg.run_id()  # a sweep resumes anywhere
     assert cfg.replace(precision="bf16").run_id() != cfg.run_id()  # bf16 results are other results
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sweep", "adaptive", "--profile", "smoke", "--seeds", "a,b"], "error: --seeds 'a,b' must be comma-separated integers"),
+        (["sweep", "adaptive", "--profile", "smoke", "--workers", "0"], "error: workers=0 must be an integer >= 1"),
+        (["run", "--num_classes", "1000"], "error: num_classes=1000 is more than dataset 'synth100' has (100)"),
+        (["sweep", "adaptive", "--profile", "smoke", "--set", "num_classes=200"], "error: num_classes=200 is more than"),
+        (["run", "--device", "cuda"], "error: device='cuda' but this machine has no usable CUDA device"),
+        (["sweep", "adaptive", "--profile", "smoke", "--set", "device=cuda"], "error: device='cuda' but"),
+        (["run", "--epochs", "1"], "error: runs directory {runs}: {blocker} is not a folder"),
+        (["sweep", "adaptive", "--profile", "smoke"], "error: runs directory {runs}: {blocker} is not a folder"),
+    ],
+)
+def test_bad_input_is_answered_before_anything_runs(argv, message, tmp_path):
+    """In a fresh process, as a user sees it: exit 2, exactly one line on stderr (no log line, no run
+    count printed first), and no record directory left behind."""
+    if "cuda" in message:
+        torch = pytest.importorskip("torch")
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA: device='cuda' is valid here")
+    blocker = tmp_path / "a_file"  # a runs directory under a file cannot be created, even by root
+    blocker.write_text("")
+    runs = blocker / "runs" if "runs directory" in message else tmp_path / "runs"
+    out = run_cli(*argv, env={**os.environ, "CLDST_RUNS": str(runs)})
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.splitlines() == [out.stderr.strip()], out.stderr
+    assert out.stderr.startswith(message.format(runs=runs, blocker=blocker)), out.stderr
+    assert out.stdout == ""
+    assert not (tmp_path / "runs").exists()
+
+
+def test_verbose_shows_the_traceback_of_a_failure(monkeypatch, capsys):
+    def fail(args):
+        raise RuntimeError("the kernel died")
+
+    monkeypatch.setattr("cldst.cli.cmd_experiments", fail)
+    assert main(["experiments"]) == 1
+    assert capsys.readouterr().err == "error: the kernel died\n"
+    assert main(["-v", "experiments"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in fail" in err
+    assert err.endswith("RuntimeError: the kernel died\nerror: the kernel died\n")
+
+
+def test_an_unexpected_error_is_one_line_naming_its_type(monkeypatch, capsys):
+    monkeypatch.setattr("cldst.cli.cmd_experiments", lambda args: {}["missing"])
+    assert main(["experiments"]) == 1
+    assert capsys.readouterr().err == "error: KeyError: 'missing' (cldst -v ... shows the traceback)\n"
+    assert main(["-v", "experiments"]) == 1
+    assert capsys.readouterr().err.startswith("Traceback (most recent call last):")

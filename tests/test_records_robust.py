@@ -24,7 +24,7 @@ from cldst.paths import runs_dir
 from cldst.train import train_continual
 
 TINY = dict(dataset="synth100", num_tasks=2, image_size=16, width=4, batch_size=64, train_per_class=6,
-            test_per_class=4, epochs=1, update_frequency=2, progress=False, experiment="e2e")
+            test_per_class=4, epochs=1, update_frequency=2, lr=1e-3, variant="cifar", progress=False, experiment="e2e")
 ENOSPC_TEXT = os.strerror(errno.ENOSPC)
 
 

@@ -19,7 +19,7 @@ from cldst.sweep import run_sweep
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
 
 TINY = dict(dataset="synth100", num_tasks=2, image_size=16, width=4, batch_size=64, train_per_class=6,
-            test_per_class=4, epochs=1, update_frequency=2, progress=False, experiment="e2e")
+            test_per_class=4, epochs=1, update_frequency=2, lr=1e-3, variant="cifar", progress=False, experiment="e2e")
 
 
 def tiny_configs() -> list[Config]:

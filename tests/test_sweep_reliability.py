@@ -30,7 +30,7 @@ from cldst.train import train_continual
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
 
 TINY = dict(dataset="synth100", num_tasks=2, image_size=16, width=4, batch_size=64, train_per_class=6,
-            test_per_class=4, epochs=1, update_frequency=2, progress=False, experiment="e2e")
+            test_per_class=4, epochs=1, update_frequency=2, lr=1e-3, variant="cifar", progress=False, experiment="e2e")
 RECORD = ["capacity.csv", "config.json", "environment.json", "masks.pt", "metrics.json", "progress.log", "run.ipynb",
           "updates.csv"]
 TIMING = {"task_seconds", "train_seconds", "eval_seconds"}

@@ -18,7 +18,7 @@ from cldst.train import Trainer, lr_milestones, train_continual
 # 4 tasks of 25 synth100 classes, 2 training images per class: 50 per task, batch 16 -> 4 steps per
 # epoch, 3 epochs -> 12 steps per task; a width-4 network on 16 px images (seconds per run).
 TINY = dict(dataset="synth100", num_tasks=4, image_size=16, width=4, batch_size=16, train_per_class=2,
-            test_per_class=2, epochs=3, update_frequency=5, lr=1e-2, progress=False, experiment="unit")
+            test_per_class=2, epochs=3, update_frequency=5, lr=1e-2, variant="cifar", progress=False, experiment="unit")
 STEPS = 3 * math.ceil(25 * 2 / 16)  # 12
 
 

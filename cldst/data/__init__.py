@@ -17,6 +17,9 @@ LOADERS = {
     "miniimagenet": "cldst.data.miniimagenet:load_miniimagenet",
 }
 DATASETS = tuple(LOADERS)
+# dataset name -> its number of classes, known without loading it (Config.validate checks num_classes
+# against it before anything runs; each loader checks the files it reads against it).
+NUM_CLASSES = {"synth100": 100, "cifar100": 100, "miniimagenet": 100}
 # Other spellings (the authors' code and README among them), matched case-insensitively.
 ALIASES = {"miniimagenet100": "miniimagenet", "cifar-100": "cifar100"}
 
@@ -30,7 +33,7 @@ def canonical_name(name: str, field: str = "dataset") -> str:
     return key
 
 
-__all__ = ["ALIASES", "DATASETS", "LOADERS", "ORDERS", "canonical_name", "check_divides"]
+__all__ = ["ALIASES", "DATASETS", "LOADERS", "NUM_CLASSES", "ORDERS", "canonical_name", "check_divides"]
 __getattr__, __dir__ = exports(__name__, {
     "ImageDataset": ".images", "load_dataset": ".dataset",
     "TaskData": ".batches", "batch_bounds": ".batches", "crop_and_flip": ".batches", "eval_batches": ".batches",

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cldst import data
 from cldst.data.images import ImageDataset
 from cldst.errors import DataError
 
@@ -33,7 +34,7 @@ MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 FOLDER = "cifar-100-python"
 ARCHIVE = "cifar-100-python.tar.gz"
 MEMBERS = ("train", "test", "meta")
-NUM_CLASSES = 100
+NUM_CLASSES = data.NUM_CLASSES["cifar100"]
 MEAN = (0.5071, 0.4865, 0.4409)
 STD = (0.2673, 0.2564, 0.2762)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from cldst import data
 from cldst.data.images import ImageDataset, resize_images
 from cldst.paths import cache_dir
 
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 VERSION = "v1"  # bump when the recipe below changes: the disk cache is keyed on it
 
 DATASET_SEED = 20240101
-NUM_CLASSES = 100
+NUM_CLASSES = data.NUM_CLASSES["synth100"]
 TRAIN_PER_CLASS, TEST_PER_CLASS = 500, 100
 SIZE, SHIFT = 32, 4
 CANVAS = SIZE + 2 * SHIFT

@@ -38,8 +38,10 @@ slurm-test: $(STAMP)
 	.ci/slurm_up.sh
 	$(BIN)/python -m pytest -q -p no:xdist tests/test_slurm.py
 
+# --allow-root: a container's user is often root, where JupyterLab otherwise refuses to start.
+# LAB_ARGS: more JupyterLab options, e.g. make lab LAB_ARGS="--no-browser --port 8890"
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=.
+	$(BIN)/jupyter lab --notebook-dir=. --allow-root $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cldst tests benchmarks notebooks

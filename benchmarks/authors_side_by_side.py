@@ -242,7 +242,8 @@ def job(out: Path, side: str, setting: str, seed: int, args) -> Job:
     path = result_path(out, side, setting, seed, args.tag if side == "cldst" else "")
     workdir = out / "work" / path.stem
     cmd = [sys.executable, str(Path(__file__).resolve()), "_one", "--side", side, "--setting", setting,
-           "--seed", str(seed), "--data", str(out / "images.pt"), "--result", str(path), "--authors", str(args.authors),
+           "--seed", str(seed), "--epochs", str(SETTING["epochs"]), "--data", str(out / "images.pt"),
+           "--result", str(path), "--authors", str(args.authors),
            "--overrides", args.overrides or "{}"]
     return Job(cmd, path, cwd=workdir, log=workdir / "log.txt")
 
@@ -380,6 +381,7 @@ def main(argv=None) -> None:
     for name in ("--side", "--setting", "--data", "--result", "--authors", "--overrides"):
         child.add_argument(name)
     child.add_argument("--seed", type=int)
+    child.add_argument("--epochs", type=int)
     p.add_argument("--authors", type=Path, help="a clone of muratonuryildirim/CL-with-DST")
     p.add_argument("--out", default="/tmp/cldst-side-by-side", help="results (cached per run) and working dirs")
     p.add_argument("--seeds", default="0,1,2,3")
@@ -389,12 +391,15 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=0, help="OMP threads per run (0: torch's default)")
     p.add_argument("--tag", default="", help="suffix of cldst's result files (to compare variants)")
     p.add_argument("--overrides", default="", help="JSON of Config fields changed on cldst's side")
+    p.add_argument("--epochs", type=int, default=SETTING["epochs"],
+                   help=f"epochs per task on both sides (default {SETTING['epochs']}; use another --out per value)")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--timing", type=int, default=0, metavar="N",
                    help="only time N alternating runs of each side (first setting, seed 0), one at a time")
     p.add_argument("--ablations", action="store_true",
                    help="also run the preset with each of the authors' behaviours switched back, one at a time")
     args = p.parse_args(argv)
+    SETTING["epochs"] = args.epochs
     if args.command == "_one":
         one(args)
         return

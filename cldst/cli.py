@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import os
 import re
 import signal
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from cldst import checks
 from cldst.config import PRESETS, Config, coerce, field_help
 from cldst.errors import CldstError, ConfigError, Interrupted, one_line
+from cldst.paths import runs_dir
 
 # The authors' flag names (their cifar100.py / miniImageNet100.py and README).
 ALIASES = {"sparse_init": ["--init"], "arch": ["--net_name"], "drop": ["--death"], "drop_fraction": ["--death_rate"]}
@@ -165,13 +167,48 @@ def cmd_sweep(args) -> int:
     if not sweep_preflight(args, cfgs):  # before any run is handed out (issue 22)
         return 1
     report = sweep.run_sweep(cfgs, workers=args.workers, root=args.root, executor=args.executor,
-                             progress=not args.quiet, gpus=gpus, slurm=resources)
+                             progress=not args.quiet, gpus=gpus, slurm=resources, detach=getattr(args, "detach", False))
     print(report.summary())
+    if report.queued:
+        print(f"{len(report.queued)} run(s) left to Slurm: `cldst status {args.root or runs_dir()}` shows them, "
+              "--wait follows them; `cldst sweep` of the same runs resubmits only what ends without a result")
     for rid in report.held:
         print(f"held by another process: {rid} (being executed there; not touched)")
     for reason in report.failed.values():  # each reason starts with its run id
         print(f"FAILED {reason}")
     return 1 if report.failed else 0
+
+
+def cmd_status(args) -> int:
+    """Where the runs a Slurm sweep of this runs directory submitted stand (see executors.ledger)."""
+    import time
+
+    from cldst.executors import cluster
+
+    root = Path(args.root) if args.root else runs_dir()
+    if not root.is_dir():
+        raise ConfigError(f"runs directory {root} does not exist")
+    shown = ""
+    while True:
+        table = cluster.states(root)
+        if not table:
+            print(f"{root}: no Slurm submissions here (a sweep with --executor slurm notes its jobs in "
+                  f"{root / '_submitit'})")
+            return 0
+        by = {s: [r for r in table if r.state == s] for s in ("pending", "running", "done", "failed")}
+        line = cluster.status_text([r.detail for r in by["pending"]], len(by["running"]), len(by["done"]),
+                                   len(by["failed"]))
+        if line != shown:
+            print(f"{len(table)} run(s) submitted to Slurm from {root}: {line}", flush=True)
+            shown = line
+        if not args.wait or not (by["pending"] or by["running"]):
+            break
+        time.sleep(args.every)
+    for run in by["failed"]:
+        print(f"FAILED {run.detail}")
+    if by["failed"]:
+        print("`cldst sweep` of the same runs submits the failed ones again")
+    return 1 if by["failed"] else 0
 
 
 # ---------------------------------------------------------------------- preflight (issue 22)
@@ -258,7 +295,6 @@ def _add_cluster_options(sp) -> None:
 def _cluster_resources(args):
     """The Resources of a slurm sweep from its profile file and options; one line if given elsewhere."""
     from cldst.executors import slurm
-    from cldst.paths import runs_dir
 
     # (cldst demo sweeps through cmd_sweep without these options)
     options = {name.replace("-", "_"): getattr(args, name.replace("-", "_"), None) for name in CLUSTER_OPTIONS}
@@ -289,11 +325,16 @@ def cmd_figures(args, experiments: list[str] | None = None) -> int:
     from cldst.analysis.report import build_report
     from cldst.collect import find_records
     from cldst.experiments import ARTIFACTS
-    from cldst.paths import figures_dir, runs_dir, tables_dir
+    from cldst.paths import figures_dir, tables_dir
 
-    # --root is the runs directory (as for sweep); a profile's runs live under <root>/<profile>/
+    # --root is the runs directory (as for sweep); a profile's runs live under <root>/<profile>/. Another
+    # runs directory's artifacts go beside its records, never over the repository's figures/ and tables/
+    # (CLDST_FIGURES / CLDST_TABLES, when set, still win; the analysis kernels inherit them).
+    if args.root:
+        os.environ.setdefault("CLDST_FIGURES", str(Path(args.root) / "figures"))
+        os.environ.setdefault("CLDST_TABLES", str(Path(args.root) / "tables"))
     root = (Path(args.root) if args.root else runs_dir()) / args.profile
-    missing = analysis.build_all(profile=args.profile, root=root)  # its collect names each record left out
+    missing = analysis.build_all(profile=args.profile, root=root, out_dir=root / "analysis")  # its collect names each record left out
     print(f"records under {root}: {find_records(root).counts()}")
     failed = analysis.failed_notebooks(missing)
     for line in failed:  # a failure is never filtered: the run of `cldst figures` failed
@@ -320,7 +361,6 @@ def cmd_demo(args) -> int:
 
     from cldst import experiments
     from cldst.collect import collect
-    from cldst.paths import runs_dir
 
     start = time.perf_counter()
     cpu = experiments.experiments_of("cpu")
@@ -402,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
             sp.add_argument("--executor", default="local", help="local | submitit-local | slurm")
             _add_cluster_options(sp)
+            sp.add_argument("--detach", action="store_true",
+                            help="with --executor slurm: submit and return; `cldst status` follows the runs")
         sp.add_argument("--workers", type=int, default=2)
         sp.add_argument("--gpus", default="",
                         help="GPU indices to spread the workers over, e.g. 0,1 (with --workers 8: 4 runs per GPU)")
@@ -436,6 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--steps", type=int, default=3, help="timed training steps per task and shape (default 3)")
     pf.add_argument("--no-device-check", action="store_true", help="only the configurations and the data")
     pf.set_defaults(func=cmd_preflight)
+
+    st = sub.add_parser("status", help="where the runs a Slurm sweep submitted stand (after --detach or a lost shell)",
+                        description="Reads the job ledgers a Slurm sweep keeps in <runs>/_submitit, the records and "
+                                    "Slurm's queue: pending (with Slurm's reason), running, done, failed (with "
+                                    "Slurm's state and the job's log). Exits 1 if any failed.")
+    st.add_argument("root", nargs="?", help="runs directory (default: papermill_runs/)")
+    st.add_argument("--wait", action="store_true", help="follow until no run is pending or running")
+    st.add_argument("--every", type=float, default=10.0, help="seconds between looks with --wait (default 10)")
+    st.set_defaults(func=cmd_status)
 
     col = sub.add_parser("collect", help="gather run records into tidy tables")
     col.add_argument("--root")

@@ -59,7 +59,7 @@ def find_records(root: str | Path | None = None) -> Found:
     found = Found()
     dirs = {p.parent for name in ("config.json", METRICS) for p in root.rglob(name)}
     for run in sorted(dirs):
-        status = record_status(run, masks=False)
+        status = record_status(run)
         if status == COMPLETE:
             found.complete.append(run)
         elif status == PARTIAL:

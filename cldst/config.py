@@ -27,6 +27,7 @@ ARCH_ALIASES = {"vgg16": "vgg"}  # the authors' --net_name for their VGG-like
 # Choices that belong to the run itself (the loop in cldst.train, the device).
 EVAL_LOGITS = ("task", "all")
 CHECKPOINTS = ("final", "best_train")
+LR_MILESTONES = ("distinct", "authors")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 
@@ -86,6 +87,7 @@ class Config:
     epochs: int = 2  # epochs per task (paper: 100; 25 for 20-task CIFAR-100)
     batch_size: int = 32  # training batch size (paper: 128)
     lr: float = 0.003  # Adam (paper: 0.001), x0.1 at 1/2 and 3/4 of the epochs, fresh optimizer per task
+    lr_milestones: str = "distinct"  # distinct: x0.1 at E//2 and 3E//4, each once, never at 0 | authors: both kept as is (E=1: x0.01 from the start; E=2: x0.01 at 1)
     weight_decay: float = 0.0  # Adam's L2 penalty (never reaches frozen weights)
     seed: int = 0  # seeds masks, growth, initialization, shuffling and augmentation
     # --- speed (GPU fast path; all checked for correctness on CPU) ---
@@ -118,7 +120,7 @@ class Config:
             ("bn", models.BNS), ("head", models.HEADS), ("eval_logits", EVAL_LOGITS),
             ("sparse_init", sparse.INITS), ("frozen_grad", sparse.FROZEN_GRADS), ("new_weights", sparse.NEW_WEIGHTS),
             ("reuse", sparse.REUSES), ("drop_count", sparse.DROP_COUNTS), ("score_fill", sparse.SCORE_FILLS),
-            ("checkpoint", CHECKPOINTS), ("device", DEVICES), ("precision", PRECISIONS),
+            ("checkpoint", CHECKPOINTS), ("lr_milestones", LR_MILESTONES), ("device", DEVICES), ("precision", PRECISIONS),
         ):
             check_choice(name, getattr(self, name), allowed)
         registry.check_name("drop", self.drop)
@@ -215,7 +217,9 @@ ID_FIELDS = (
 # Every field added since: name -> the value that reproduces what runs did before the field existed. A
 # run with that value keeps its id (and an old record, whose config.json lacks the field, reads it so);
 # any other value enters the hash. A new field that changes the numbers goes here, never in ID_FIELDS.
-ADDED_FIELDS: dict[str, Any] = {}
+ADDED_FIELDS: dict[str, Any] = {
+    "lr_milestones": "distinct",  # December 2026: the authors' rule (it differs only at 1 and 2 epochs a task)
+}
 
 
 def _digest(identity: dict[str, Any]) -> str:
@@ -324,6 +328,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "t_end": 1.0,
         "drop_fraction_min": 0.005,
         "frozen_grad": "zero",
+        "lr_milestones": "authors",
     },
 }
 

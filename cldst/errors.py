@@ -22,6 +22,14 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (a notebook's interrupt button) during a run. Still a KeyboardInterrupt for any caller that
+    catches one; in a notebook it shows as its one line instead of a traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # what IPython shows in place of the traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
 def check_choice(field: str, value: object, allowed) -> None:
     """ConfigError "field='value' is not one of: a, b, c" unless `value` is in `allowed`."""
     allowed = tuple(allowed)

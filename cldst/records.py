@@ -71,13 +71,14 @@ def lock_path(path: str | Path) -> Path:
     return path.parent / LOCKS / f"{path.name}.lock"
 
 
-def record_status(path: str | Path, *, masks: bool = True) -> str:
+def record_status(path: str | Path) -> str:
     """"complete", "partial" (no metrics.json: never finished, or still running) or "corrupt: <reason>".
 
     Complete means: metrics.json parses into an object with every REQUIRED_METRICS key, its run_id is the
-    run id of the directory's config.json, and (when `masks` and the config saved masks) masks.pt opens
-    as a masks file. Nothing is cached: each call reads the files again. masks=False checks what the
-    metrics alone need (collect: a lost masks.pt loses no metric)."""
+    run id of the directory's config.json, and (when the config saved masks) masks.pt opens as a masks
+    file. Nothing is cached: each call reads the files again. The one definition of a complete record:
+    sweep, run, status, collect, figures and the report all decide with it, so a record a sweep would
+    redo is never collected."""
     path = Path(path)
     if not (path / METRICS).is_file():
         return PARTIAL
@@ -105,7 +106,7 @@ def record_status(path: str | Path, *, masks: bool = True) -> str:
         return f"{CORRUPT}: config.json: {_first_line(exc)}"
     if metrics["run_id"] != cfg.run_id():
         return f"{CORRUPT}: {METRICS} is of run {metrics['run_id']!r} but config.json of run {cfg.run_id()!r}"
-    if masks and cfg.save_masks:
+    if cfg.save_masks:
         problem = _masks_problem(path / "masks.pt")
         if problem:
             return f"{CORRUPT}: masks.pt {problem}"

@@ -11,7 +11,8 @@ warm process ~1 s). A sweep:
     reported as held;
   - stops starting runs after a full disk (ENOSPC, EDQUOT) and names the file it could not write;
   - on SIGINT or SIGTERM stops its runs, starts nothing more and raises Interrupted ("interrupted: N done,
-    K interrupted, M not started; re-run to resume").
+    K interrupted, M not started; re-run to resume"); on SIGHUP (a lost shell) a Slurm sweep leaves its
+    jobs to Slurm, as --detach does (`cldst status` and the next sweep reattach).
 How the runs are executed (worker processes here, submitit jobs, Slurm arrays) is an executor's business:
 cldst.executors. A sweep reads: plan (what is not complete), hand to an executor (each run executed under
 its lock by execute_run), settle (the report).
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 
 from cldst import checks, errors, executors, notebook, records
 from cldst.config import Config
-from cldst.errors import one_line
+from cldst.errors import ConfigError, one_line
 from cldst.executors.base import COMPLETE, DONE, HELD, Batch, DiskFull, RunFailed, SweepReport
 from cldst.executors.slurm import Resources
 from cldst.experiments import distinct
@@ -96,9 +97,10 @@ def _failure(cfg: Config, path: Path, exc: BaseException, where: str) -> RunFail
         for p in path.iterdir():
             if p.is_file() and p.stat().st_size == 0:
                 p.unlink()
-    # the OSError names the file when records wrote it; papermill's own writes name none: say where
+    # The OSError names the file when records or the kernel wrote it. One without a name comes from the
+    # only writes in this process that are not records' own: papermill's copy of the executed notebook.
     named = str(getattr(exc, "filename", None) or getattr(exc, "evalue", None) or "")
-    return DiskFull(f"{cfg.run_id()}: {line}" + ("" if os.sep in named else f" (writing into {path})"))
+    return DiskFull(f"{cfg.run_id()}: {line}" + ("" if os.sep in named else f" (writing {path / 'run.ipynb'})"))
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -147,8 +149,8 @@ def _missing_ancestors(folder: Path) -> list[Path]:
 
 
 class _Signals:
-    """While a sweep runs, SIGINT and SIGTERM only note which arrived (the sweep's loop then stops, in a
-    bounded time); a second one changes nothing. Only the main thread can install handlers: elsewhere
+    """While a sweep runs, SIGINT, SIGTERM and SIGHUP only note which arrived (the sweep's loop then stops, in
+    a bounded time); a second one changes nothing. Only the main thread can install handlers: elsewhere
     signals keep their usual effect."""
 
     def __init__(self) -> None:
@@ -160,7 +162,7 @@ class _Signals:
 
     def __enter__(self) -> _Signals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self.previous[sig] = signal.signal(sig, self._note)
         return self
 
@@ -182,14 +184,20 @@ def run_sweep(
     check_data: bool = True,
     gpus: Sequence[str] = (),
     force: bool = False,
+    detach: bool = False,
 ) -> SweepReport:
     """Execute every configuration that is not complete yet (force: every one).
 
     gpus (local executor): GPU indices the workers are spread over, round-robin; several workers per
     GPU share it (one small CIFAR run may not keep a large GPU busy).
     slurm (executor slurm): what each run's job asks for, Resources or a dict of its fields (not changed).
+    detach (executor slurm): submit and return; the report's `queued` lists the runs left to Slurm. A run an
+    earlier submission still has queued or running is followed (detach: left), never submitted again.
+    SIGHUP (a lost shell) leaves a Slurm sweep's jobs running, as detach does; elsewhere it is SIGTERM.
     Raises Interrupted after SIGINT/SIGTERM, once the runs in flight are ended."""
     gpus = checks.check_all(cfgs, root=root, workers=workers, executor=executor, gpus=gpus)
+    if detach and executor != "slurm":
+        raise ConfigError(f"detach is for executor='slurm' (a local sweep's runs end with it), not {executor!r}")
     resources = slurm if isinstance(slurm, Resources) else Resources.from_dict(slurm or {})
     root = str(root) if root is not None else None
     report, todo = plan(cfgs, root, force)
@@ -202,10 +210,11 @@ def run_sweep(
     try:
         with _Signals() as signals:
             batch = Batch(todo, root, force, execute_run, report, bar, signals)
-            executors.run(executor, batch, workers=workers, retries=retries, gpus=gpus, resources=resources)
+            executors.run(executor, batch, workers=workers, retries=retries, gpus=gpus, resources=resources,
+                          detach=detach)
     finally:
         bar.close()
-    if signals.signum:
+    if signals.signum and not (signals.signum == signal.SIGHUP and executor == "slurm"):
         raise Interrupted(report, signals.signum)
     if report.disk_full:
         log.error("disk full: %d run(s) not started; free space and re-run to resume", len(report.not_started))

@@ -46,7 +46,7 @@ from cldst.data import (
     task_tensors,
     train_batches,
 )
-from cldst.errors import ConfigError
+from cldst.errors import ConfigError, TrainingInterrupted
 from cldst.models import ContinualNet, build_model
 from cldst.sparse import ContinualSparsity, capacity_over_tasks, is_update_step
 
@@ -112,9 +112,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lr_milestones(epochs: int) -> list[int]:
-    """Epochs at which the learning rate is multiplied by 0.1: 1/2 and 3/4 of the task's epochs."""
-    return sorted({m for m in (epochs // 2, (3 * epochs) // 4) if m > 0})
+def lr_milestones(epochs: int, rule: str = "distinct") -> list[int]:
+    """Epochs at which the learning rate is multiplied by 0.1: 1/2 and 3/4 of the task's epochs.
+
+    distinct: each once, none at 0. authors: [E // 2, 3E // 4] as the authors' code gives them to
+    MultiStepLR, which multiplies once per listing, 0 included: at E=1 ([0, 0]) the rate is lr/100 from
+    the first step, at E=2 ([1, 1]) lr then lr/100 (distinct: lr, then lr/10). From E=3 on both agree."""
+    marks = [epochs // 2, (3 * epochs) // 4]
+    return marks if rule == "authors" else sorted({m for m in marks if m > 0})
 
 
 def prepare_data(cfg: Config) -> ImageDataset:
@@ -237,10 +242,10 @@ class Trainer:
         return digest.hexdigest()
 
     # ------------------------------------------------------------------ training
-    def train_task(self, t: int, epochs_bar: Iterator | None = None) -> tuple[float, float]:
+    def train_task(self, t: int, steps_bar: Iterator | None = None) -> tuple[float, float]:
         cfg, data, net, sparsity = self.cfg, self.tasks[t], self.net, self.sparsity
         optimizer = self.optimizer(t)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(cfg.epochs), gamma=0.1)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, lr_milestones(cfg.epochs, cfg.lr_milestones), gamma=0.1)
         net.train()
         step, start = 0, time.perf_counter()
         epoch_loss = torch.zeros((), device=self.device)
@@ -258,6 +263,8 @@ class Trainer:
             ):
                 step += 1
                 loss, pred, stats = self.train_step(x, y, t, optimizer, step)
+                if steps_bar is not None:
+                    steps_bar.update(1)
                 if stats is not None:
                     self.updates.append({"task": t, **stats})
                 epoch_loss += loss
@@ -269,8 +276,6 @@ class Trainer:
             if cfg.checkpoint == "best_train" and accuracies[-1] > best:  # strictly better, as the authors'
                 best = accuracies[-1]
                 snapshot = (copy.deepcopy(net.state_dict()), sparsity.state_dict()) if epoch < cfg.epochs - 1 else None
-            if epochs_bar is not None:
-                epochs_bar.update(1)
         if snapshot is not None:  # an earlier epoch was best: back to its weights and mask
             net.load_state_dict(snapshot[0])
             sparsity.load_state_dict(snapshot[1])
@@ -373,6 +378,21 @@ class Trainer:
 
     def run(self) -> RunResult:
         cfg, T = self.cfg, self.cfg.num_tasks
+        tasks_bar = tqdm(range(T), desc="tasks", disable=not cfg.progress, leave=True)
+        # every training step of the run: moves within a task, and its rate gives the time left
+        steps_bar = tqdm(total=sum(self.steps_per_task(t) for t in range(T)), desc="training steps, all tasks",
+                         unit="step", disable=not cfg.progress, leave=False)
+        try:
+            return self._run(T, tasks_bar, steps_bar)
+        except KeyboardInterrupt:  # a notebook's interrupt: one line (a sweep ends its kernels otherwise)
+            raise TrainingInterrupted(f"interrupted during task {min(tasks_bar.n + 1, T)} of {T}: the run was not "
+                                      "kept; run the cell again to start over") from None
+        finally:
+            steps_bar.close()
+            tasks_bar.close()
+
+    def _run(self, T: int, tasks_bar, steps_bar) -> RunResult:
+        cfg = self.cfg
         log.info("%s", self.describe())
         warnings = self.run_warnings()
         for warning in warnings:
@@ -382,8 +402,6 @@ class Trainer:
         task_seconds, losses, growths, trainable_start, trainable_end, fingerprints = [], [], [], [], [], []
         self.updates, self.train_accuracy = [], []  # fresh lists: an earlier RunResult keeps its own
         eval_time = 0.0
-        tasks_bar = tqdm(range(T), desc="tasks", disable=not cfg.progress, leave=True)
-        epochs_bar = tqdm(total=T * cfg.epochs, desc="epochs of all tasks", disable=not cfg.progress, leave=False)
         for t in tasks_bar:
             task_start = time.perf_counter()
             self.sparsity.begin_task(t, self.steps_per_task(t))
@@ -394,7 +412,7 @@ class Trainer:
                 baseline[:] = [self.accuracy(i, self.tasks[i]) for i in range(T)]
             pre[t] = self.accuracy(t, self.tasks[t])
             eval_time += time.perf_counter() - t0
-            seconds, loss = self.train_task(t, epochs_bar)
+            seconds, loss = self.train_task(t, steps_bar)
             task_seconds.append(seconds)
             losses.append(loss)
             trainable_end.append(self.sparsity.trainable_share())
@@ -410,7 +428,6 @@ class Trainer:
             log.info("task %d/%d done in %.1f s (training %.1f s): its accuracy %.2f%%, mean over tasks 1-%d %.2f%%, "
                      "last-epoch loss %.3f", t + 1, T, time.perf_counter() - task_start, seconds, A[t, t], t + 1,
                      np.mean(A[t, : t + 1]), loss)
-        epochs_bar.close()
         changed = [t for t in range(T) if self.fingerprint(t) != fingerprints[t]]
         if changed:  # parameter isolation broken: never expected, so never silent
             raise RuntimeError(f"the subnetworks of tasks {changed} changed after they were trained")

@@ -115,3 +115,28 @@ def test_an_unexpected_error_is_one_line_naming_its_type(monkeypatch, capsys):
     assert capsys.readouterr().err == "error: KeyError: 'missing' (cldst -v ... shows the traceback)\n"
     assert main(["-v", "experiments"]) == 1
     assert capsys.readouterr().err.startswith("Traceback (most recent call last):")
+
+
+def test_figures_of_another_runs_directory_go_beside_its_records(tmp_path, monkeypatch, capsys):
+    """`cldst figures --root DIR` never writes over the repository's figures/ and tables/, and says where."""
+    from cldst import analysis
+    from cldst.analysis import report
+
+    for var in ("CLDST_FIGURES", "CLDST_TABLES"):
+        monkeypatch.delenv(var, raising=False)  # restored after the test: the command sets them
+    seen = {}
+
+    def build_all(profile, root, out_dir):  # what the analysis kernels would inherit
+        seen.update(root=root, out_dir=out_dir, figures=os.environ["CLDST_FIGURES"], tables=os.environ["CLDST_TABLES"])
+        (tmp_path / "figures").mkdir()
+        (tmp_path / "figures" / "smoke_fig3.pdf").write_bytes(b"%PDF")
+        return []
+
+    monkeypatch.setattr(analysis, "build_all", build_all)
+    monkeypatch.setattr(report, "build_report", lambda runs_root: tmp_path / "figures" / "index.html")
+    assert main(["figures", "--profile", "smoke", "--root", str(tmp_path)]) == 0
+    assert seen == {"root": tmp_path / "smoke", "out_dir": tmp_path / "smoke" / "analysis",
+                    "figures": str(tmp_path / "figures"), "tables": str(tmp_path / "tables")}
+    out = capsys.readouterr().out
+    assert f"figures: 1 smoke_* artifacts in {tmp_path / 'figures'}" in out
+    assert f"tables: 0 smoke_* artifacts in {tmp_path / 'tables'}" in out

@@ -177,3 +177,91 @@ def test_a_restarted_cluster_cannot_hand_a_new_job_an_old_result(cluster, tmp_pa
     assert len(folders) == 2  # one per submission
     jobs = [{p.name.split("_")[0] for p in f.iterdir() if p.is_dir()} for f in folders]
     assert jobs == [{"1"}, {"1"}], "both clusters numbered the job 1"
+
+
+def sweep_script(cfgs, root, **options) -> str:
+    """A sweep in a process of its own (a user's shell), printing its report as JSON."""
+    return "\n".join([
+        "import dataclasses, json, sys",
+        "from cldst.config import Config",
+        "from cldst.sweep import run_sweep",
+        f"cfgs = [Config.from_dict(d) for d in {[c.to_dict() for c in cfgs]!r}]",
+        f"report = run_sweep(cfgs, root={str(root)!r}, executor='slurm', workers=2, progress=False, "
+        f"slurm={{'time': '10'}}, **{options!r})",
+        "print(json.dumps(dataclasses.asdict(report)))",
+    ])
+
+
+def cldst(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "cldst"), *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_lost_shell_cancels_nothing_status_follows_and_the_next_sweep_reattaches(cluster, tmp_path, caplog):
+    long = [Config(**LONG, seed=s) for s in (0, 1)]
+    proc = subprocess.Popen([sys.executable, "-c", sweep_script(long, tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(our_jobs(tmp_path)) == 2 or proc.poll() is not None, 120, "two jobs queued")
+        proc.send_signal(signal.SIGHUP)  # the terminal closed
+        out, errors = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, errors
+    assert sorted(json.loads(out)["queued"]) == sorted(c.run_id() for c in long)
+    assert len(our_jobs(tmp_path)) == 2  # still queued or running: nothing was cancelled
+
+    # a new sweep with one more run, detached: follows the two (never submits them again), submits the third
+    tiny = Config(**TINY, seed=5)
+    with caplog.at_level("INFO", logger="cldst.sweep"):
+        report = run_sweep([*long, tiny], root=tmp_path, executor="slurm", workers=2, progress=False,
+                           slurm={"time": "10"}, detach=True)
+    assert sorted(report.queued) == sorted(c.run_id() for c in [*long, tiny]) and report.done == []
+    assert "2 run(s) already queued or running from an earlier submission: following them" in caplog.text
+    ledgers = sorted((tmp_path / "_submitit").glob("*/jobs.json"))
+    assert [sorted(json.loads(p.read_text())["runs"]) for p in ledgers] == [
+        sorted(c.run_id() for c in long), [tiny.run_id()]]
+
+    status = cldst("status", str(tmp_path))
+    assert status.returncode == 0, status.stderr
+    assert re.fullmatch(rf"3 run\(s\) submitted to Slurm from {re.escape(str(tmp_path))}: pending \d( \([^)]*\))?, "
+                        r"running \d, done \d, failed 0\n", status.stdout), status.stdout
+    final = cldst("status", str(tmp_path), "--wait", "--every", "1")
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert final.stdout.splitlines()[-1].endswith("pending 0, running 0, done 3, failed 0"), final.stdout
+    assert all(records.is_complete(records.run_dir(c, tmp_path)) for c in [*long, tiny])
+
+
+def executions(root) -> dict[str, int]:
+    """run id -> how many of its jobs (in every submission's ledger) executed it, read from their results."""
+    from cldst.executors import ledger
+
+    count: dict[str, int] = {}
+    for path in sorted((Path(root) / "_submitit").glob(f"*/{ledger.LEDGER}")):
+        data = json.loads(path.read_text())
+        for rid, entry in data["runs"].items():
+            job = ledger.Entry(rid, entry["job"], path.parent, entry["record"], data["time"], 0).job()
+            count[rid] = count.get(rid, 0) + (job.result() == ("ok", "done"))
+    return count
+
+
+def test_a_double_launch_executes_each_run_once(cluster, tmp_path):
+    cfgs = [Config(**SLOW, seed=s) for s in (0, 1)]
+    procs = [subprocess.Popen([sys.executable, "-c", sweep_script(cfgs, tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    reports = [json.loads(out) for out, _ in outs]
+    assert all(r["failed"] == {} for r in reports), reports
+    assert executions(tmp_path) == {c.run_id(): 1 for c in cfgs}
+    assert all(records.is_complete(records.run_dir(c, tmp_path)) for c in cfgs)
+
+
+def test_a_run_past_its_time_limit_is_reported_so(cluster, tmp_path):
+    cfg = Config(**{**TINY, "train_per_class": 40, "epochs": 200}, seed=0)  # minutes: past a 1-minute limit
+    report = slurm_sweep([cfg], tmp_path, time="1")
+    reason = report.failed[cfg.run_id()]
+    assert reason.startswith(f"{cfg.run_id()}: ") and "it hit the time limit: raise --time (now 1)" in reason, reason
+    assert not records.is_complete(records.run_dir(cfg, tmp_path))

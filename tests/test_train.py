@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cldst import records
-from cldst.config import Config
+from cldst.config import Config, preset
 from cldst.sparse import load_masks
 from cldst.train import Trainer, lr_milestones, train_continual
 
@@ -25,6 +25,26 @@ STEPS = 3 * math.ceil(25 * 2 / 16)  # 12
 @pytest.mark.parametrize("epochs, milestones", [(100, [50, 75]), (25, [12, 18]), (4, [2, 3]), (2, [1]), (1, [])])
 def test_lr_drops_at_half_and_three_quarters(epochs, milestones):
     assert lr_milestones(epochs) == milestones
+
+
+# the rate of each epoch of a task, lr 1e-3, as the run's own scheduler sets it (hand-computed)
+@pytest.mark.parametrize("rule, epochs, rates", [
+    ("distinct", 1, [1e-3]), ("authors", 1, [1e-5]),  # authors: milestones [0, 0], x0.1 twice from the start
+    ("distinct", 2, [1e-3, 1e-4]), ("authors", 2, [1e-3, 1e-5]),  # [1, 1]: x0.1 twice at epoch 1
+    ("distinct", 4, [1e-3, 1e-3, 1e-4, 1e-5]), ("authors", 4, [1e-3, 1e-3, 1e-4, 1e-5]),  # [2, 3]: the same
+])
+def test_the_authors_milestone_rule_differs_at_one_and_two_epochs(rule, epochs, rates):
+    cfg = Config(**{**TINY, "epochs": epochs, "lr": 1e-3, "lr_milestones": rule})
+    trainer = Trainer(cfg)
+    seen = []
+    trainer.train_step = lambda x, y, t, optimizer, step, **kw: (  # record the rate, skip the arithmetic
+        seen.append(optimizer.param_groups[0]["lr"]) or (torch.zeros(()), torch.zeros_like(y), None))
+    trainer.sparsity.begin_task(0, trainer.steps_per_task(0))
+    trainer.train_task(0)
+    per_epoch = [seen[i * len(seen) // epochs] for i in range(epochs)]
+    np.testing.assert_allclose(per_epoch, rates, rtol=1e-12)
+    assert Config(**{**TINY, "lr_milestones": "distinct"}).run_id() == Config(**TINY).run_id()  # the old behaviour
+    assert preset("authors").lr_milestones == "authors"
 
 
 @pytest.mark.parametrize("bn", ["batch", "task"])  # batch statistics (authors) or one BN per task

@@ -18,7 +18,8 @@ from cldst.executors.slurm import Resources
 EXECUTORS = ("local", "submitit-local", "slurm")
 
 
-def run(name: str, batch: Batch, *, workers: int, retries: int, gpus: Sequence[str], resources: Resources) -> None:
+def run(name: str, batch: Batch, *, workers: int, retries: int, gpus: Sequence[str], resources: Resources,
+        detach: bool = False) -> None:
     if name == "local":
         from cldst.executors import local
 
@@ -27,4 +28,4 @@ def run(name: str, batch: Batch, *, workers: int, retries: int, gpus: Sequence[s
         from cldst.executors import cluster
 
         cluster.run(batch, cluster="local" if name == "submitit-local" else "slurm", resources=resources,
-                    workers=workers)
+                    workers=workers, detach=detach)

@@ -32,6 +32,7 @@ class SweepReport:
     redone: dict[str, str] = field(default_factory=dict)  # corrupt records found (and redone): run id -> why
     not_started: list[str] = field(default_factory=list)  # left when the sweep stopped (signal, full disk)
     interrupted: list[str] = field(default_factory=list)  # executing when the sweep stopped (left partial)
+    queued: list[str] = field(default_factory=list)  # left to Slurm (--detach, a lost shell): `cldst status`
     disk_full: str = ""  # the failure that stopped the sweep, if a full disk did
 
     def summary(self) -> str:
@@ -43,6 +44,8 @@ class SweepReport:
             parts.append(f"{len(self.interrupted)} interrupted")
         if self.not_started:
             parts.append(f"{len(self.not_started)} not started")
+        if self.queued:
+            parts.append(f"{len(self.queued)} queued on Slurm (`cldst status` follows them)")
         return ", ".join(parts)
 
     def settle(self, rid: str, outcome: str) -> None:

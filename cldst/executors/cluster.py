@@ -6,18 +6,24 @@ job id alone, and ids restart on a new cluster, so a shared folder would hand a 
 Arrays are split under the cluster's MaxArraySize. While waiting, the bar shows how many runs are
 pending (with Slurm's reason), running, done and failed; a reason that can never clear cancels the
 submission and stops with one line naming the option to change.
+
+On Slurm, each submission keeps a ledger of which job holds which run (executors.ledger): a sweep can
+detach (submit and return) or lose its shell (SIGHUP cancels nothing), and `cldst status` or the next
+sweep of the runs directory reattaches (`states`, `_reattach`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from cldst import records
 from cldst.errors import ConfigError, one_line
-from cldst.executors import slurm
+from cldst.executors import ledger, slurm
 from cldst.executors.base import Batch, DiskFull, RunFailed, log
 from cldst.executors.local import set_threads, threads_per_worker
 
@@ -69,37 +75,73 @@ def make_executor(folder: Path, cluster: str, resources: slurm.Resources, worker
     return ex
 
 
-def run(batch: Batch, *, cluster: str, resources: slurm.Resources, workers: int) -> None:
+def run(batch: Batch, *, cluster: str, resources: slurm.Resources, workers: int, detach: bool = False) -> None:
+    """Submit the batch's runs and follow their jobs to the end (detach: submit and return). On Slurm, a
+    run an earlier submission still has queued or running is followed, not submitted again."""
+    report = batch.report
+    todo = list(batch.todo)
+    pending: dict = {}  # job -> (config, its time limit)
+    if cluster == "slurm":
+        pending = _reattach(todo, batch.root)
+        if pending:
+            log.info("%d run(s) already queued or running from an earlier submission: following them", len(pending))
+            followed = {cfg.run_id() for cfg, _ in pending.values()}
+            todo = [c for c in todo if c.run_id() not in followed]
+    if todo:
+        pending.update(_submit(todo, batch, cluster, resources, workers))
+    if detach:
+        report.queued = [cfg.run_id() for cfg, _ in pending.values()]
+        return
+    _follow(pending, batch, cluster)
+
+
+def _reattach(todo, root) -> dict:
+    """job -> (config, time limit) for the runs of `todo` whose job from an earlier submission Slurm still has."""
+    latest = ledger.entries(root)
+    mine = {c.run_id(): latest[c.run_id()] for c in todo if c.run_id() in latest}
+    live = ledger.in_queue(mine)
+    return {mine[c.run_id()].job(): (c, mine[c.run_id()].time) for c in todo if c.run_id() in live}
+
+
+def _submit(todo, batch: Batch, cluster: str, resources: slurm.Resources, workers: int) -> dict:
     import submitit
 
-    report, bar = batch.report, batch.bar
     folder = submission_folder(batch.root)
     ex = make_executor(folder, cluster, resources, workers)
     threads = resources.cpus_per_task if cluster == "slurm" else threads_per_worker(workers)
-    todo = list(batch.todo)
     dicts = [{**c.to_dict(), "device": "cuda"} if resources.uses_gpus else c.to_dict() for c in todo]
     size = slurm.max_array_size() if cluster == "slurm" else len(todo)
     jobs = []
     try:
         for start in range(0, len(todo), size):  # one array per MaxArraySize runs
             part = dicts[start:start + size]
-            jobs += ex.map_array(in_allocation, [batch.job] * len(part), [threads] * len(part), part,
+            array = ex.map_array(in_allocation, [batch.job] * len(part), [threads] * len(part), part,
                                  [batch.root] * len(part), [batch.force] * len(part))
+            jobs += array
+            if cluster == "slurm":
+                ledger.add(folder, array, todo[start:start + size], resources.time)
     except submitit.core.utils.FailedJobError as exc:  # sbatch refused: a bad partition, account, option
         _cancel(jobs)
         line = _last_line(exc)
         named = [o for word, o in _SBATCH_WORDS.items() if word in line.lower()]
         raise ConfigError(f"sbatch refused the jobs ({line}); change {' / '.join(dict.fromkeys(named)) or _ANY}") from None
     log.info("submitted %d run(s) as %d job array(s) from %s", len(jobs), -(-len(todo) // size), folder)
-    pending = dict(zip(jobs, todo))
+    return {job: (cfg, resources.time) for job, cfg in zip(jobs, todo)}
+
+
+def _follow(pending: dict, batch: Batch, cluster: str) -> None:
+    report, bar = batch.report, batch.bar
     last_status, shown = 0.0, ""
     while pending:
+        if batch.signum == signal.SIGHUP and cluster == "slurm":  # the shell is gone: the jobs go on
+            report.queued = [cfg.run_id() for cfg, _ in pending.values()]
+            return
         if batch.signum:
             _interrupt(pending, report, cluster)
             return
         for job in [j for j in pending if j.done()]:
-            rid = pending.pop(job).run_id()
-            _settle(job, rid, report, resources)
+            cfg, limit = pending.pop(job)
+            _settle(job, cfg.run_id(), report, limit)
             bar.update(1)
         if cluster == "slurm" and pending and time.monotonic() - last_status > STATUS_EVERY:
             last_status = time.monotonic()
@@ -107,25 +149,34 @@ def run(batch: Batch, *, cluster: str, resources: slurm.Resources, workers: int)
         time.sleep(POLL)
 
 
-def _settle(job, rid: str, report, resources: slurm.Resources) -> None:
+def outcome(job, limit: str) -> tuple[str, str, bool]:
+    """What an ended job did: ("ok", execute_run's outcome, False) or ("failed", one line, disk full?)."""
     try:
         result = job.result()
     except Exception as exc:  # the job ended without a result: cancelled, killed, out of memory, node failure
         state = _state(job)
         why = f"Slurm ended job {job.job_id} without a result (state {state}); log {job.paths.stderr}"
         if state.startswith("TIMEOUT"):
-            why += f"; it hit the time limit: raise --time (now {resources.time})"
+            why += f"; it hit the time limit: raise --time (now {limit})"
         elif state in ("", "UNKNOWN", "COMPLETED"):
             why += f" ({one_line(exc)})"
-        report.fail(rid, why)
-        return
+        return "failed", why, False
     if result[0] == "ok":
-        report.settle(rid, result[1])
-        return
+        return "ok", result[1], False
     _, line, disk_full = result
     if "timed-out" in line:  # submitit's signal before the time limit stopped the run
-        line += f"; it hit the time limit: raise --time (now {resources.time}); log {job.paths.stderr}"
-    report.fail(rid, (DiskFull if disk_full else RunFailed)(line))
+        line += f"; it hit the time limit: raise --time (now {limit}); log {job.paths.stderr}"
+    return "failed", line, disk_full
+
+
+def _settle(job, rid: str, report, limit: str) -> None:
+    kind, value, disk_full = outcome(job, limit)
+    if kind == "ok":
+        report.settle(rid, value)
+    elif value.startswith(f"{rid}: "):  # the run's own failure line (RunFailed)
+        report.fail(rid, (DiskFull if disk_full else RunFailed)(value))
+    else:
+        report.fail(rid, value)
 
 
 def _state(job) -> str:
@@ -145,20 +196,66 @@ def _show_status(pending: dict, report, bar, shown: str) -> str:
             _cancel(list(pending))
             raise ConfigError(f"Slurm will never start these jobs (pending reason {reason}): change "
                               f"{slurm.IMPOSSIBLE[reason]}; cancelled the {len(pending)} run(s) still queued")
-    reasons = ", ".join(f"{r} {n}" for r, n in sorted(Counter(waiting).items()))
-    status = (f"pending {len(waiting)}" + (f" ({reasons})" if reasons else "")
-              + f", running {running}, done {len(report.done) + len(report.skipped)}, failed {len(report.failed)}")
+    status = status_text(waiting, running, len(report.done) + len(report.skipped), len(report.failed))
     bar.set_postfix_str(status)
     if status != shown:  # the log says each change once (the bar shows it as it is)
         log.info("slurm: %s", status)
     return status
 
 
+def status_text(waiting: list[str], running: int, done: int, failed: int) -> str:
+    """"pending 3 (Priority 2, Resources 1), running 2, done 5, failed 0": `waiting` holds each pending
+    job's reason."""
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(Counter(waiting).items()))
+    return (f"pending {len(waiting)}" + (f" ({reasons})" if reasons else "")
+            + f", running {running}, done {done}, failed {failed}")
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: str
+    state: str  # done | pending | running | failed
+    detail: str = ""  # pending: Slurm's reason; running elsewhere: who; failed: why, with the job's log
+
+
+def states(root) -> list[RunState]:
+    """Where each run submitted to Slurm from this runs directory stands (its latest submission), read
+    from its record, Slurm's queue and, for a job that ended without a complete record, its result or
+    Slurm's accounting (`cldst status`)."""
+    root = Path(root or records.runs_dir())
+    latest = ledger.entries(root)
+    live = ledger.in_queue(latest)
+    out = []
+    for rid, entry in sorted(latest.items()):
+        path = root / entry.record
+        if records.record_status(path) == records.COMPLETE:
+            out.append(RunState(rid, "done"))
+        elif rid in live:
+            q = live[rid]
+            out.append(RunState(rid, "pending", q.reason) if q.state == "PENDING" else RunState(rid, "running"))
+        elif _held(path):
+            out.append(RunState(rid, "running", "held by another process"))
+        else:
+            kind, value, _ = outcome(entry.job(), entry.time)
+            why = value if kind == "failed" else (f"job {entry.job_id} ended ({value}) but its record is not "
+                                                   f"complete; log {entry.job().paths.stderr}")
+            out.append(RunState(rid, "failed", why if why.startswith(f"{rid}: ") else f"{rid}: {why}"))
+    return out
+
+
+def _held(path: Path) -> bool:
+    lock = records.try_lock(path)
+    if lock is None:
+        return True
+    lock.release()
+    return False
+
+
 def _interrupt(pending: dict, report, cluster: str) -> None:
     """Cancel what was submitted; runs that were executing are interrupted (left partial, redone by
     the next sweep), the others were not started. Only the scheduler knows which had started."""
     table = slurm.queue(j.job_id for j in pending) if cluster == "slurm" else {}
-    for job, cfg in pending.items():
+    for job, (cfg, _) in pending.items():
         state = table.get(job.job_id, ("",))[0] if cluster == "slurm" else _state(job)
         (report.interrupted if state in ("RUNNING", "COMPLETING") else report.not_started).append(cfg.run_id())
     _cancel(list(pending))

@@ -62,8 +62,10 @@ def _init_worker(threads: int, gpus: Sequence[str] = (), slot=None, started=None
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
     _own_compile_cache()
     # The sweep's main process decides what a signal ends. A terminal's Ctrl-C reaches the whole process
-    # group: a worker ignores it (a no-op handler, not SIG_IGN, which kernels would inherit across exec).
+    # group, as a closed terminal's SIGHUP does: a worker ignores both (a no-op handler, not SIG_IGN, which
+    # kernels would inherit across exec); the main process then ends its workers.
     signal.signal(signal.SIGINT, lambda signum, frame: None)
+    signal.signal(signal.SIGHUP, lambda signum, frame: None)
     signal.signal(signal.SIGTERM, _end_worker)
     _watch_parent(os.getppid())
 

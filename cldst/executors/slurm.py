@@ -8,10 +8,12 @@ pending reason of each job), while submitit reads `sacct` for the jobs that ende
 
 from __future__ import annotations
 
+import getpass
 import re
 import subprocess
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import NamedTuple
 
 import tomllib
 
@@ -164,20 +166,27 @@ def max_array_size() -> int:
     return int(m.group(1)) if m else DEFAULT_MAX_ARRAY_SIZE
 
 
-def queue(job_ids) -> dict[str, tuple[str, str]]:
-    """job id (array task: ARRAY_TASK) -> (state, reason) for the given jobs still known to squeue."""
-    ids = sorted({str(j).split("_")[0] for j in job_ids})
-    if not ids:
+class Queued(NamedTuple):
+    state: str  # PENDING, RUNNING, COMPLETING, ...
+    reason: str  # why it waits (Priority, Resources, PartitionTimeLimit, ...), "None" when running
+    command: str  # the batch script, in its submission's folder: says which submission the job is of
+
+
+def queue(job_ids) -> dict[str, Queued]:
+    """job id (array task: ARRAY_TASK) -> Queued, for the given jobs still known to squeue. This user's
+    whole queue is read (`squeue -j` with one id Slurm has forgotten fails for all of them)."""
+    wanted = {str(j) for j in job_ids}
+    if not wanted:
         return {}
     try:
-        out = _slurm("squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T|%r")
+        out = _slurm("squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i|%T|%r|%o")
     except (OSError, subprocess.SubprocessError):
         return {}
     table = {}
     for line in out.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) == 3:
-            table[parts[0]] = (parts[1], parts[2])
+        parts = line.strip().split("|", 3)
+        if len(parts) == 4 and parts[0] in wanted:
+            table[parts[0]] = Queued(*parts[1:])
     return table
 
 

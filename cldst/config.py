@@ -87,7 +87,7 @@ class Config:
     epochs: int = 2  # epochs per task (paper: 100; 25 for 20-task CIFAR-100)
     batch_size: int = 32  # training batch size (paper: 128)
     lr: float = 0.003  # Adam (paper: 0.001), x0.1 at 1/2 and 3/4 of the epochs, fresh optimizer per task
-    lr_milestones: str = "distinct"  # distinct: x0.1 at E//2 and 3E//4, each once, never at 0 | authors: both kept as is (E=1: x0.01 from the start; E=2: x0.01 at 1)
+    lr_milestones: str = "distinct"  # distinct: x0.1 at E//2 and 3E//4, each once, never at 0 | authors: both as they are (1 epoch: x0.01 from the start; 2 epochs: x0.01 at the second)
     weight_decay: float = 0.0  # Adam's L2 penalty (never reaches frozen weights)
     seed: int = 0  # seeds masks, growth, initialization, shuffling and augmentation
     # --- speed (GPU fast path; all checked for correctness on CPU) ---

@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 WORKERS ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test slurm-test lint lab figures sweep benchmark clean-smoke
+.PHONY: install git-filter demo test slurm-test lint lab figures sweep benchmark clean-smoke
 
 install: $(STAMP)
 
@@ -21,10 +21,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	# notebooks are committed without outputs (.gitattributes names the filter; outside git: nothing to do)
-	-git rev-parse --git-dir >/dev/null 2>&1 && $(BIN)/nbstripout --install --attributes .gitattributes
+	-git rev-parse --git-dir >/dev/null 2>&1 && $(MAKE) --no-print-directory git-filter
 	@echo $$(( $$(date +%s) - $$(cat /tmp/.cldst-install-start-$$PPID) )) > $(VENV)/.install_seconds; \
 		rm -f /tmp/.cldst-install-start-$$PPID  # cldst demo reports the install time
 	touch $@
+
+# The git filter that commits notebooks without outputs, nor the kernel's language_info (JupyterLab writes
+# the Python version there when a kernel starts: opening a notebook must not modify it in git's eyes).
+git-filter:
+	$(BIN)/nbstripout --install --attributes .gitattributes
+	git config filter.nbstripout.extrakeys "metadata.language_info"
 
 demo: $(STAMP)
 	$(BIN)/cldst demo --workers $(WORKERS)

@@ -29,13 +29,13 @@ def free_port() -> int:
 
 @pytest.fixture
 def clone(tmp_path):
-    """A clone of the committed project, with the nbstripout filter `make install` registers."""
+    """A clone of the committed project, with the git filter `make install` registers."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     path = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(path)], check=True)
-    subprocess.run([sys.executable, "-m", "nbstripout", "--install", "--attributes", ".gitattributes"], cwd=path,
-                   check=True)
+    venv = Path(sys.executable).parent.parent
+    subprocess.run(["make", "-s", "git-filter", f"VENV={venv}"], cwd=path, check=True)  # as `make install` does
     assert subprocess.run(["git", "status", "--porcelain"], cwd=path, capture_output=True, text=True).stdout == ""
     return path
 

@@ -76,7 +76,7 @@ def test_make_lab_starts_and_a_notebook_opened_saved_and_closed_leaves_git_clean
             time.sleep(1)
             browser.close()
         status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
-        diff = subprocess.run(["git", "diff"], cwd=clone, capture_output=True, text=True).stdout
+        diff = subprocess.run(["git", "diff", "--no-textconv"], cwd=clone, capture_output=True, text=True).stdout
         assert status == "", f"{status}\n{diff[:3000]}"
         saved = (clone / "notebooks" / "train.ipynb").stat().st_mtime
         assert saved > time.time() - 300, "JupyterLab did not save the notebook: the test proved nothing"

@@ -44,10 +44,11 @@ slurm-test: $(STAMP)
 	.ci/slurm_up.sh
 	$(BIN)/python -m pytest -q -p no:xdist tests/test_slurm.py
 
-# --allow-root: a container's user is often root, where JupyterLab otherwise refuses to start.
+# --allow-root: a container's user is often root, where JupyterLab otherwise refuses to start. The save hook
+# keeps a notebook that was only opened byte for byte the committed one (cldst/lab.py).
 # LAB_ARGS: more JupyterLab options, e.g. make lab LAB_ARGS="--no-browser --port 8890"
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=. --allow-root $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=. --allow-root --ContentsManager.pre_save_hook=cldst.lab.before_save $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cldst tests benchmarks notebooks

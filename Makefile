@@ -39,7 +39,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The cluster tests against a real single-node Slurm that .ci/slurm_up.sh brings up (as root; stop it with
-# .ci/slurm_down.sh). About 7 minutes on a loaded 2-core machine.
+# .ci/slurm_down.sh). About 5 minutes on an idle 2-core machine.
 slurm-test: $(STAMP)
 	.ci/slurm_up.sh
 	$(BIN)/python -m pytest -q -p no:xdist tests/test_slurm.py

@@ -45,10 +45,12 @@ slurm-test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:xdist tests/test_slurm.py
 
 # --allow-root: a container's user is often root, where JupyterLab otherwise refuses to start. The save hook
-# keeps a notebook that was only opened byte for byte the committed one (cldst/lab.py).
+# keeps a notebook that was only opened byte for byte the committed one; after a save with outputs, git is
+# told the file is unchanged when the clean filter says so (cldst/lab.py).
 # LAB_ARGS: more JupyterLab options, e.g. make lab LAB_ARGS="--no-browser --port 8890"
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=. --allow-root --ContentsManager.pre_save_hook=cldst.lab.before_save $(LAB_ARGS)
+	$(BIN)/jupyter lab --notebook-dir=. --allow-root --ContentsManager.pre_save_hook=cldst.lab.before_save \
+		--FileContentsManager.post_save_hook=cldst.lab.after_save $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cldst tests benchmarks notebooks

@@ -13,3 +13,27 @@ def before_save(model: dict, **_) -> None:
     """jupyter_server's pre_save_hook: called with the model about to be written (changed in place)."""
     if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
         model["content"].get("metadata", {}).pop("language_info", None)
+
+
+def after_save(os_path: str, **_) -> None:
+    """jupyter_server's post_save_hook. A notebook saved with outputs is bigger than the committed one, and
+    git calls a file of another size modified without asking the clean filter (nbstripout), which would
+    find it unchanged. When the filtered file is exactly the index's blob, refresh that index entry (the
+    blob stays the same: nothing is staged); any real edit is left alone for the user to commit or not."""
+    import subprocess
+    from pathlib import Path
+
+    path = Path(os_path)
+    if path.suffix != ".ipynb":
+        return
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=path.parent, capture_output=True, text=True, timeout=30)
+
+    try:
+        staged = git("rev-parse", f":./{path.name}")  # the index's blob (fails when not tracked or no git)
+        filtered = git("hash-object", f"--path={path.name}", "--", path.name)  # through the clean filter
+        if staged.returncode == 0 and filtered.returncode == 0 and staged.stdout == filtered.stdout:
+            git("update-index", "--", path.name)
+    except (OSError, subprocess.SubprocessError):  # no git here: nothing to keep clean
+        pass

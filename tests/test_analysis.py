@@ -32,7 +32,8 @@ def write_record(root: Path, cfg: Config, *, acc, bwt=0.0, fwt_authors=9.0, fwt_
                  growth_per_task=None, capacity: dict[str, list[float]] | None = None) -> Path:
     path = root / cfg.experiment / cfg.run_id()
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    # metrics only: a record without masks says so (save_masks is bookkeeping, not part of the run id)
+    (path / "config.json").write_text(json.dumps({**cfg.to_dict(), "save_masks": False}))
     metrics = {
         "run_id": cfg.run_id(), "experiment": cfg.experiment, "acc": acc, "bwt": bwt,
         "fwt_authors": fwt_authors, "fwt_standard": fwt_standard,

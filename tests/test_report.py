@@ -30,7 +30,8 @@ def fake_run(root: Path, experiment: str, seed: int) -> None:
     cfg = Config(experiment=experiment, num_tasks=10, seed=seed)
     path = root / experiment / cfg.run_id()
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    # metrics only: a record without masks says so (save_masks is bookkeeping, not part of the run id)
+    (path / "config.json").write_text(json.dumps({**cfg.to_dict(), "save_masks": False}))
     metrics = {"run_id": cfg.run_id(), "experiment": experiment, "acc": 40.0 + seed, "bwt": 0.0, "fwt_authors": 10.0,
                "fwt_standard": 1.0, "incremental_acc": [40.0] * 10, "acc_matrix": [[40.0] * 10] * 10}
     (path / "metrics.json").write_text(json.dumps(metrics))

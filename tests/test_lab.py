@@ -36,6 +36,10 @@ def clone(tmp_path):
     subprocess.run(["git", "clone", "-q", str(ROOT), str(path)], check=True)
     venv = Path(sys.executable).parent.parent
     subprocess.run(["make", "-s", "git-filter", f"VENV={venv}"], cwd=path, check=True)  # as `make install` does
+    # make must find this suite's venv installed, never reinstall the project into it from the clone (its
+    # files are newer than the venv's stamp): that would point the suite's own `cldst` at this temp folder
+    for name in ("pyproject.toml", "constraints.txt"):
+        os.utime(path / name, (0, 0))
     assert subprocess.run(["git", "status", "--porcelain"], cwd=path, capture_output=True, text=True).stdout == ""
     return path
 
@@ -78,6 +82,9 @@ def test_make_lab_starts_and_a_notebook_opened_saved_and_closed_leaves_git_clean
         status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
         diff = subprocess.run(["git", "diff", "--no-textconv"], cwd=clone, capture_output=True, text=True).stdout
         assert status == "", f"{status}\n{diff[:3000]}"
+        where = subprocess.run([sys.executable, "-c", "import cldst; print(cldst.__file__)"], capture_output=True,
+                               text=True).stdout
+        assert where.startswith(str(ROOT)), f"make lab reinstalled the project from the clone: {where}"
         saved = (clone / "notebooks" / "train.ipynb").stat().st_mtime
         assert saved > time.time() - 300, "JupyterLab did not save the notebook: the test proved nothing"
     finally:

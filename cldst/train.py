@@ -378,6 +378,7 @@ class Trainer:
 
     def run(self) -> RunResult:
         cfg, T = self.cfg, self.cfg.num_tasks
+        self._task = 0  # the task in progress (a disabled tqdm does not count, so the message cannot ask it)
         tasks_bar = tqdm(range(T), desc="tasks", disable=not cfg.progress, leave=True)
         # every training step of the run: moves within a task, and its rate gives the time left
         steps_bar = tqdm(total=sum(self.steps_per_task(t) for t in range(T)), desc="training steps, all tasks",
@@ -385,7 +386,7 @@ class Trainer:
         try:
             return self._run(T, tasks_bar, steps_bar)
         except KeyboardInterrupt:  # a notebook's interrupt: one line (a sweep ends its kernels otherwise)
-            raise TrainingInterrupted(f"interrupted during task {min(tasks_bar.n + 1, T)} of {T}: the run was not "
+            raise TrainingInterrupted(f"interrupted during task {self._task + 1} of {T}: the run was not "
                                       "kept; run the cell again to start over") from None
         finally:
             steps_bar.close()
@@ -403,6 +404,7 @@ class Trainer:
         self.updates, self.train_accuracy = [], []  # fresh lists: an earlier RunResult keeps its own
         eval_time = 0.0
         for t in tasks_bar:
+            self._task = t
             task_start = time.perf_counter()
             self.sparsity.begin_task(t, self.steps_per_task(t))
             growths.append(self.sparsity.current_growth)

@@ -64,6 +64,36 @@ def test_defaults_ask_one_cpu_a_day_and_the_sweeps_workers(tmp_path):
     assert ex._executor.parameters["array_parallelism"] == 3
 
 
+@pytest.mark.parametrize("time, signal", [("1440", "USR2@90"), ("3", "USR2@90"), ("2", "USR2@60"), ("1", "USR2@30")])
+def test_the_warning_signal_comes_at_most_half_the_limit_early(tmp_path, time, signal):
+    script = cluster.make_executor(tmp_path, "slurm", Resources(time=time), workers=1)._executor \
+        ._make_submission_file_text("python -m job", "uid")
+    assert f"#SBATCH --signal={signal}" in script.splitlines()
+
+
+class _EndedJob:
+    """A submitit job that ended without a result, as job.result() and job.state then say."""
+    job_id, paths = "7", type("Paths", (), {"stderr": "/runs/_submitit/x/7/7_0_log.err"})()
+
+    def __init__(self, error: str, state: str):
+        self.error, self.state = error, state
+
+    def result(self):
+        raise RuntimeError(self.error)
+
+
+@pytest.mark.parametrize("error, state, timed_out", [
+    ("Job not requeued because: timed-out and not checkpointable.", "FAILED", True),  # submitit's signal, outside the run
+    ("has not produced any output", "TIMEOUT", True),  # Slurm's own kill at the limit
+    ("has not produced any output", "OUT_OF_MEMORY", False),
+    ("has not produced any output", "CANCELLED by 0", False)])
+def test_an_ended_job_is_said_to_have_hit_its_limit_only_when_it_did(error, state, timed_out):
+    kind, line, disk_full = cluster.outcome(_EndedJob(error, state), "5")
+    assert kind == "failed" and not disk_full
+    assert line.startswith(f"Slurm ended job 7 without a result (state {state}); log /runs/_submitit/x/7/7_0_log.err")
+    assert line.endswith("; it hit the time limit: raise --time (now 5)") == timed_out
+
+
 def sweep_args(tmp_path, *extra):
     return cli.build_parser().parse_args(["sweep", "adaptive", "--profile", "smoke", "--root", str(tmp_path), *extra])
 

@@ -156,7 +156,7 @@ def outcome(job, limit: str) -> tuple[str, str, bool]:
     except Exception as exc:  # the job ended without a result: cancelled, killed, out of memory, node failure
         state = _state(job)
         why = f"Slurm ended job {job.job_id} without a result (state {state}); log {job.paths.stderr}"
-        if state.startswith("TIMEOUT"):
+        if state.startswith("TIMEOUT") or "timed-out" in str(exc):  # Slurm's kill, or submitit's signal outside the run
             why += f"; it hit the time limit: raise --time (now {limit})"
         elif state in ("", "UNKNOWN", "COMPLETED"):
             why += f" ({one_line(exc)})"

@@ -93,8 +93,12 @@ class Resources:
 
     def submitit_parameters(self, workers: int) -> dict:
         """The parameters for submitit's AutoExecutor.update_parameters (slurm)."""
-        params = {"timeout_min": time_minutes(self.time), "slurm_cpus_per_task": self.cpus_per_task,
-                  "slurm_array_parallelism": self.array_parallelism or workers}
+        minutes = time_minutes(self.time)
+        # submitit's warning signal (SIGUSR2) comes this long before the limit: its 90 s, but at most half the
+        # limit, so a short limit never signals a job still starting (before submitit's handler is in place,
+        # SIGUSR2 kills the job outright and Slurm says FAILED, not that it ran out of time).
+        params = {"timeout_min": minutes, "slurm_signal_delay_s": min(90, minutes * 30),
+                  "slurm_cpus_per_task": self.cpus_per_task, "slurm_array_parallelism": self.array_parallelism or workers}
         for name in ("partition", "mem", "gres", "account", "qos"):
             if getattr(self, name):
                 params[f"slurm_{name}"] = getattr(self, name)

@@ -225,11 +225,16 @@ def _grid(args) -> list[tuple[str, Config]]:
 
 def _preflight_setting(args) -> tuple[str, int]:
     """The device the runs will use and how many run at once: one per GPU given, the array parallelism
-    on SLURM, every worker on a CPU (each with its share of the cores), else one."""
+    on SLURM (its runs use cuda when they ask for GPUs), every worker on a CPU (each with its share of
+    the cores), else one."""
     gpus = checks.check_gpus([g for g in args.gpus.split(",") if g], args.executor)
     device = "cuda" if gpus and args.device == "auto" else args.device
     if gpus:
         return device, len(gpus)
+    if args.executor == "slurm":
+        resources = _cluster_resources(args)
+        return ("cuda" if resources.uses_gpus and device == "auto" else device,
+                resources.array_parallelism or args.workers)
     if args.executor != "local":
         return device, args.workers
     import torch
@@ -238,30 +243,46 @@ def _preflight_setting(args) -> tuple[str, int]:
     return device, args.workers if on_cpu else 1
 
 
+def _run_preflight(args, named, out, **options):
+    """cldst.preflight.run here; with --executor slurm and a device check, as one short job on the kind of
+    node the runs ask for (executors.cluster.preflight_job), its lines printed here."""
+    from cldst import preflight
+
+    device, parallel = _preflight_setting(args)
+    options = {"profile": args.profile, "device": device, "root": args.root, "parallel": parallel, **options}
+    if args.executor == "slurm" and options.get("device_check", True):
+        from cldst.executors import cluster
+
+        return cluster.preflight_job(named, _cluster_resources(args), options, args.root, out=out)
+    return preflight.run(named, **options, out=out, write=False)
+
+
 def cmd_preflight(args) -> int:
     from cldst import preflight
 
     named = _grid(args)
-    device, parallel = _preflight_setting(args)
-    report = preflight.run(named, profile=args.profile, device=device, root=args.root, parallel=parallel,
-                           device_check=not args.no_device_check, steps=args.steps)
+    report = _run_preflight(args, named, lambda line: print(line, flush=True),
+                            device_check=not args.no_device_check, steps=args.steps)
+    good, _ = preflight.check_configs(named)
+    if good:
+        preflight.write_report(report, good[0][1], args.root)
     return 0 if report.ok else 1
 
 
 def sweep_preflight(args, cfgs: list[Config]) -> bool:
     """What `cldst sweep` checks before it hands out runs: the configurations and data always, the device
-    (each shape of the runs not yet complete, briefly) unless --skip-device-check or on SLURM, where
-    the node kind is not this machine (run `cldst preflight` as a job there). True when all passed."""
-    from cldst import preflight, records
+    (each shape of the runs not yet complete, briefly) unless --skip-device-check: here, or on SLURM as
+    one short job on the runs' kind of node. True when all passed."""
+    from cldst import records
 
     todo = [c for c in cfgs if records.record_status(records.run_dir(c, args.root)) != records.COMPLETE]
     if not todo:
         return True
-    device, parallel = _preflight_setting(args)
-    device_check = not args.skip_device_check and args.executor == "local"
-    report = preflight.run([(args.profile, c) for c in todo], profile=args.profile, device=device, root=args.root,
-                           parallel=parallel, device_check=device_check, overhead=False, steps=1,
-                           out=lambda line: None, write=False)  # preflight.json keeps the full check's table
+    device_check = not args.skip_device_check
+    # only its summary is printed (preflight.json keeps the full check's table), but for the job's own line
+    out = (lambda line: print(line, flush=True) if line.startswith("preflight: as Slurm job") else None)
+    report = _run_preflight(args, [(args.profile, c) for c in todo], out, device_check=device_check,
+                            overhead=False, steps=1)
     for d in report.data:
         if d.state == "downloadable":
             print(f"data {d.dataset}: {d.state}, {d.detail}")
@@ -477,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--root", help="runs directory (default: papermill_runs/)")
     pf.add_argument("--steps", type=int, default=3, help="timed training steps per task and shape (default 3)")
     pf.add_argument("--no-device-check", action="store_true", help="only the configurations and the data")
+    _add_cluster_options(pf)  # with --executor slurm the check runs as one job on the node kind these ask for
     pf.set_defaults(func=cmd_preflight)
 
     st = sub.add_parser("status", help="where the runs a Slurm sweep submitted stand (after --detach or a lost shell)",

@@ -425,11 +425,10 @@ def measure_overhead(device: str) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------- the whole preflight
 def run(named: Sequence[tuple[str, Config]], *, profile: str, device: str = "auto", root: str | Path | None = None,
-        parallel: int = 1, device_check: bool = True, overhead: bool = True, steps: int = STEPS,
+        parallel: int = 1, threads: int = 0, device_check: bool = True, overhead: bool = True, steps: int = STEPS,
         out=print, write: bool = True) -> Report:
-    """Check (experiment, config) pairs; print the table; write preflight.json beside the runs (write)."""
-    from cldst import records
-
+    """Check (experiment, config) pairs; print the table; write preflight.json beside the runs (write).
+    `parallel` runs at once; on a CPU each gets `threads` threads (0: its share of this machine's cores)."""
     start = time.perf_counter()
     good, failures = check_configs(named)
     distinct = list({cfg.run_id(): (name, cfg) for name, cfg in reversed(good)}.values())[::-1]
@@ -446,7 +445,7 @@ def run(named: Sequence[tuple[str, Config]], *, profile: str, device: str = "aut
                 report.failures.append(Failure(f"{name} {cfg.run_id()}", f"data {d.state}: {d.detail}"))
 
     if device_check and good:
-        threads, before = _threads_like_a_worker(device, parallel)
+        threads, before = _threads_like_a_worker(device, parallel, threads)
         try:
             _device_part(distinct, good, report, device, root, parallel, steps, overhead, threads, out)
         finally:
@@ -460,11 +459,25 @@ def run(named: Sequence[tuple[str, Config]], *, profile: str, device: str = "aut
     out(f"preflight {'passed' if report.ok else 'FAILED'} in {report.seconds:.0f} s"
         + ("" if report.ok else f": {len(report.failures)} configuration(s) fail"))
     if good and write:
-        path = records.run_dir(good[0][1], root).parent / "preflight.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        records.write_json(path, _jsonable(report))
-        out(f"written: {path}")
+        write_report(report, good[0][1], root, out)
     return report
+
+
+def write_report(report: Report, cfg: Config, root, out=print) -> None:
+    """preflight.json beside the runs of `cfg`'s profile."""
+    from cldst import records
+
+    path = records.run_dir(cfg, root).parent / "preflight.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records.write_json(path, _jsonable(report))
+    out(f"written: {path}")
+
+
+def run_collected(named: Sequence[tuple[str, Config]], options: dict) -> tuple[Report, list[str]]:
+    """`run` with its lines kept, not printed, and nothing written: what a preflight job on a cluster node
+    executes (executors.cluster.preflight_job); the sweep's own process prints the lines and writes the file."""
+    lines: list[str] = []
+    return run(named, **options, out=lines.append, write=False), lines
 
 
 def _device_part(distinct, good, report: Report, device: str, root, parallel: int, steps: int, overhead: bool,
@@ -503,9 +516,10 @@ def _device_name(device: str) -> str:
     return f"cuda ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "cpu"
 
 
-def _threads_like_a_worker(device: str, parallel: int) -> tuple[int, int]:
-    """On a CPU, measure what one of `parallel` sweep workers gets: its share of the cores (cldst.sweep
-    sets OMP_NUM_THREADS so); 0 (unchanged) on a GPU. Returns it and the number before."""
+def _threads_like_a_worker(device: str, parallel: int, threads: int = 0) -> tuple[int, int]:
+    """On a CPU, measure what one of `parallel` sweep workers gets: `threads` if given (a cluster job's
+    CPUs), else its share of the cores (cldst.sweep sets OMP_NUM_THREADS so); 0 (unchanged) on a GPU.
+    Returns it and the number before."""
     import torch
 
     from cldst.train import resolve_device
@@ -515,7 +529,7 @@ def _threads_like_a_worker(device: str, parallel: int) -> tuple[int, int]:
             return 0, 0
     except CldstError:
         return 0, 0  # check_shape says why, per shape
-    threads, before = max(1, (os.cpu_count() or 1) // max(parallel, 1)), torch.get_num_threads()
+    threads, before = threads or max(1, (os.cpu_count() or 1) // max(parallel, 1)), torch.get_num_threads()
     torch.set_num_threads(threads)
     return threads, before
 

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from cldst import records
+from cldst import cli, experiments, records
 from cldst.config import Config
 from cldst.errors import ConfigError
+from cldst.executors import cluster as slurm_executor
+from cldst.executors.slurm import Resources
 from cldst.sweep import run_sweep
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
@@ -265,3 +267,37 @@ def test_a_run_past_its_time_limit_is_reported_so(cluster, tmp_path):
     reason = report.failed[cfg.run_id()]
     assert reason.startswith(f"{cfg.run_id()}: ") and "it hit the time limit: raise --time (now 1)" in reason, reason
     assert not records.is_complete(records.run_dir(cfg, tmp_path))
+
+
+def test_the_preflight_runs_as_one_job_on_the_runs_kind_of_node(cluster, tmp_path):
+    good, broken = Config(**TINY, seed=0), Config(**{**TINY, "batch_size": 1}, seed=0)  # one image: BatchNorm fails
+    lines = []
+    options = {"profile": "slurm", "device": "auto", "parallel": 2, "overhead": False, "steps": 1}
+    report = slurm_executor.preflight_job([("slurm", good), ("slurm", broken)], Resources(time="10", cpus_per_task=1),
+                                          options, tmp_path, out=lines.append)
+    [job_line] = [line for line in lines if line.startswith("preflight: as Slurm job ")]
+    job_id = job_line.split()[4]
+    [folder] = (tmp_path / "_submitit").glob("preflight-*")
+    assert (folder / job_id / f"{job_id}_0_result.pkl").is_file()  # executed as that job, by Slurm
+
+    def accounted():
+        return subprocess.run(["sacct", "-n", "-X", "-j", job_id, "-o", "State,AllocCPUS"], capture_output=True,
+                              text=True).stdout.split()
+
+    wait_until(lambda: accounted()[:1] != ["RUNNING"], 30, "the preflight job ending")  # its result is written first
+    assert accounted() == ["COMPLETED", "1"]
+    assert [(s.ok, s.runs, s.device) for s in report.shapes] == [(True, 1, "cpu"), (False, 1, "cpu")]
+    assert [f.what for f in report.failures] == [f"slurm {broken.run_id()}"]
+    assert "Expected more than 1 value per channel when training" in report.failures[0].cause
+    assert f"FAILED slurm {broken.run_id()}: " in "\n".join(lines)  # the job's own lines, printed here
+    assert slurm_executor.states(tmp_path) == []  # a preflight job is no run of the ledger
+
+    # through the CLI: the grid's preflight as a job, its file written here; sbatch's refusal in one line
+    args = ["preflight", "adaptive", "--profile", "smoke", "--set", "batch_size=1", "--root", str(tmp_path / "cli"),
+            "--executor", "slurm", "--time", "10", "--steps", "1"]
+    assert cli.main(args) == 1
+    saved = json.loads((tmp_path / "cli" / "smoke" / "preflight.json").read_text())
+    assert saved["ok"] is False and len(saved["failures"]) == len(experiments.configs("adaptive", "smoke"))
+    with pytest.raises(ConfigError, match=r"^sbatch refused the jobs \(.*Invalid partition name specified\); "
+                                          r"change --partition$"):
+        slurm_executor.preflight_job([("slurm", good)], Resources(partition="nosuch"), options, tmp_path)

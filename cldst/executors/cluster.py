@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cldst import records
-from cldst.errors import ConfigError, one_line
+from cldst.errors import CldstError, ConfigError, one_line
 from cldst.executors import ledger, slurm
 from cldst.executors.base import Batch, DiskFull, RunFailed, log
 from cldst.executors.local import set_threads, threads_per_worker
@@ -50,10 +50,10 @@ def in_allocation(job, threads: int, cfg: dict, root, force: bool):
         notebook.shutdown_kept_kernel()  # the job's process ends now: its kernel with it
 
 
-def submission_folder(root) -> Path:
+def submission_folder(root, prefix: str = "") -> Path:
     """A folder no other submission uses (see the module docstring)."""
     base = Path(root or records.runs_dir()) / "_submitit"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = prefix + time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
         folder = base / (f"{stamp}-{os.getpid()}" + (f"-{n}" if n else ""))
         try:
@@ -122,9 +122,7 @@ def _submit(todo, batch: Batch, cluster: str, resources: slurm.Resources, worker
                 ledger.add(folder, array, todo[start:start + size], resources.time)
     except submitit.core.utils.FailedJobError as exc:  # sbatch refused: a bad partition, account, option
         _cancel(jobs)
-        line = _last_line(exc)
-        named = [o for word, o in _SBATCH_WORDS.items() if word in line.lower()]
-        raise ConfigError(f"sbatch refused the jobs ({line}); change {' / '.join(dict.fromkeys(named)) or _ANY}") from None
+        raise _refused(exc) from None
     log.info("submitted %d run(s) as %d job array(s) from %s", len(jobs), -(-len(todo) // size), folder)
     return {job: (cfg, resources.time) for job, cfg in zip(jobs, todo)}
 
@@ -191,11 +189,7 @@ def _show_status(pending: dict, report, bar, shown: str) -> str:
     table = slurm.queue(j.job_id for j in pending)
     running = sum(1 for j in pending if table.get(j.job_id, ("",))[0] in ("RUNNING", "COMPLETING"))
     waiting = [table[j.job_id][1] for j in pending if table.get(j.job_id, ("",))[0] == "PENDING"]
-    for reason in waiting:
-        if reason in slurm.IMPOSSIBLE:
-            _cancel(list(pending))
-            raise ConfigError(f"Slurm will never start these jobs (pending reason {reason}): change "
-                              f"{slurm.IMPOSSIBLE[reason]}; cancelled the {len(pending)} run(s) still queued")
+    _stop_if_impossible(waiting, list(pending))
     status = status_text(waiting, running, len(report.done) + len(report.skipped), len(report.failed))
     bar.set_postfix_str(status)
     if status != shown:  # the log says each change once (the bar shows it as it is)
@@ -251,6 +245,53 @@ def _held(path: Path) -> bool:
     return False
 
 
+# ---------------------------------------------------------------------- the preflight as a job (issue 22)
+PREFLIGHT_MINUTES = 30  # the preflight job's time limit at most (the runs' own, if shorter)
+
+
+def preflight_job(named, resources: slurm.Resources, options: dict, root, out=print):
+    """The preflight (cldst.preflight.run with `options`) as one short Slurm job on the kind of node the
+    runs ask for (their partition, GPUs, memory, CPUs, account, QoS, sbatch options), so it checks the
+    device, data and threads the runs will have, not this login machine. Prints the job's lines here and
+    returns its Report; Ctrl-C cancels the job. A job that ends without a report stops the sweep in one line."""
+    import dataclasses
+
+    import submitit
+
+    from cldst import preflight
+
+    minutes = min(slurm.time_minutes(resources.time), PREFLIGHT_MINUTES)
+    short = dataclasses.replace(resources, time=str(minutes), array_parallelism=1)
+    folder = submission_folder(root, prefix="preflight-")
+    try:
+        job = make_executor(folder, "slurm", short, workers=1).submit(
+            preflight.run_collected, list(named), {**options, "threads": resources.cpus_per_task})
+    except submitit.core.utils.FailedJobError as exc:
+        raise _refused(exc) from None
+    out(f"preflight: as Slurm job {job.job_id} on the runs' kind of node (time limit {minutes} min; "
+        f"log {job.paths.stderr})")
+    last_status = 0.0
+    try:
+        while not job.done():
+            if time.monotonic() - last_status > STATUS_EVERY:
+                last_status = time.monotonic()
+                queued = slurm.queue([job.job_id]).get(job.job_id)
+                _stop_if_impossible([queued.reason] if queued and queued.state == "PENDING" else [], [job], "preflight job")
+            time.sleep(POLL)
+        report, lines = job.result()
+    except KeyboardInterrupt:
+        _cancel([job])
+        raise
+    except ConfigError:
+        raise
+    except Exception:  # outcome() asks the job again: why it ended without a result
+        why = outcome(job, str(minutes))[1]
+        raise CldstError(f"the preflight job did not finish: {why}; rerun, or sweep with --skip-device-check") from None
+    for line in lines:
+        out(line)
+    return report
+
+
 def _interrupt(pending: dict, report, cluster: str) -> None:
     """Cancel what was submitted; runs that were executing are interrupted (left partial, redone by
     the next sweep), the others were not started. Only the scheduler knows which had started."""
@@ -264,6 +305,22 @@ def _interrupt(pending: dict, report, cluster: str) -> None:
 def _cancel(jobs) -> None:
     for job in jobs:
         job.cancel(check=False)
+
+
+def _refused(exc: BaseException) -> ConfigError:
+    """sbatch's refusal, in one line naming the option to change."""
+    line = _last_line(exc)
+    named = [o for word, o in _SBATCH_WORDS.items() if word in line.lower()]
+    return ConfigError(f"sbatch refused the jobs ({line}); change {' / '.join(dict.fromkeys(named)) or _ANY}")
+
+
+def _stop_if_impossible(reasons, jobs: list, what: str = "run(s)") -> None:
+    """Cancel `jobs` and stop in one line if Slurm says a pending job can never start (`reasons`)."""
+    for reason in reasons:
+        if reason in slurm.IMPOSSIBLE:
+            _cancel(jobs)
+            raise ConfigError(f"Slurm will never start these jobs (pending reason {reason}): change "
+                              f"{slurm.IMPOSSIBLE[reason]}; cancelled the {len(jobs)} {what} still queued")
 
 
 def _last_line(exc: BaseException) -> str:

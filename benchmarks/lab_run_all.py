@@ -71,7 +71,9 @@ def main() -> None:
             page.screenshot(path=f"{args.out}_done.png", full_page=True)
             text = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
             acc = re.search(r"'acc': ([0-9.]+)", text)
-            print(f"Run All: {seconds:.0f} s; ACC {acc.group(1) if acc else '?'}; screenshots {args.out}_*.png")
+            updates = re.search(r"'topology_updates': ([0-9]+)", text)
+            print(f"Run All: {seconds:.0f} s; ACC {acc.group(1) if acc else '?'}; topology updates "
+                  f"{updates.group(1) if updates else '?'}; screenshots {args.out}_*.png")
             print("interrupt-free, no traceback:", "Traceback" not in text)
             page.keyboard.press("Control+s")
             time.sleep(2)

@@ -75,22 +75,6 @@ def test_missing_data_is_named_and_nothing_is_downloaded(tmp_path: Path, monkeyp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-100-python.tar.gz"]
 
 
-@pytest.mark.slow
-def test_disk_estimate_is_what_a_tiny_sweep_wrote(tmp_path: Path, monkeypatch) -> None:
-    from cldst.sweep import run_sweep
-
-    monkeypatch.setenv("CLDST_OFFLINE", "1")
-    cfgs = experiments.configs("adaptive", "smoke")
-    report = preflight.run([("adaptive", c) for c in cfgs], profile="smoke", device="cpu", root=tmp_path,
-                           overhead=False, steps=1, out=lambda line: None)
-    assert report.ok
-    sweep = run_sweep(cfgs, workers=2, root=tmp_path, progress=False)
-    assert len(sweep.done) == 4 and not sweep.failed
-    written = sum(f.stat().st_size for c in cfgs for f in records.run_dir(c, tmp_path).iterdir())
-    estimate = report.cost["disk_bytes"]
-    assert abs(estimate - written) <= 0.2 * written, (estimate, written)
-
-
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
 
 
@@ -108,9 +92,10 @@ def test_gpu_check_refuses_a_machine_without_cuda(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_gpu_check_runs_its_cpu_safe_parts(tmp_path: Path) -> None:
-    """Every step of the GPU check at the smallest size on the CPU (about 2-3 minutes here): the script
-    cannot rot between the rare sessions that have a GPU."""
+def test_gpu_check_runs_its_cpu_safe_parts_and_the_disk_estimate_is_what_the_sweep_wrote(tmp_path: Path) -> None:
+    """Every step of the GPU check at the smallest size on the CPU (about 1.5 minutes here): the script
+    cannot rot between the rare sessions that have a GPU. Its preflight and its sweep are of one grid
+    (adaptive, smoke): the preflight's disk estimate is within 20% of what the sweep then wrote."""
     import os
     import subprocess
 
@@ -122,4 +107,8 @@ def test_gpu_check_runs_its_cpu_safe_parts(tmp_path: Path) -> None:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("| cpu | ")]
     assert [line.split(" | ")[1] for line in lines] == [
         "fp32", "bf16 + channels_last (+ compile on GPU)", "preflight resnet18 w8 authors 16px b32 T10", "preflight cost"]
-    assert json.loads((tmp_path / "runs" / "smoke" / "preflight.json").read_text())["ok"] is True
+    estimate = json.loads((tmp_path / "runs" / "smoke" / "preflight.json").read_text())
+    assert estimate["ok"] is True
+    cfgs = experiments.configs("adaptive", "smoke")
+    written = sum(f.stat().st_size for c in cfgs for f in records.run_dir(c, tmp_path / "sweep").iterdir())
+    assert abs(estimate["cost"]["disk_bytes"] - written) <= 0.2 * written, (estimate["cost"]["disk_bytes"], written)

@@ -64,34 +64,60 @@ def test_defaults_ask_one_cpu_a_day_and_the_sweeps_workers(tmp_path):
     assert ex._executor.parameters["array_parallelism"] == 3
 
 
-@pytest.mark.parametrize("time, signal", [("1440", "USR2@90"), ("3", "USR2@90"), ("2", "USR2@60"), ("1", "USR2@30")])
-def test_the_warning_signal_comes_at_most_half_the_limit_early(tmp_path, time, signal):
+@pytest.mark.parametrize("time, signal", [("1440", "USR2@90"), ("5", "USR2@90"), ("4", "USR2@30"), ("3", "USR2@0"),
+                                          ("1", "USR2@0")])
+def test_the_warning_signal_never_comes_in_a_jobs_first_90_s(tmp_path, time, signal):
     script = cluster.make_executor(tmp_path, "slurm", Resources(time=time), workers=1)._executor \
         ._make_submission_file_text("python -m job", "uid")
     assert f"#SBATCH --signal={signal}" in script.splitlines()
 
 
 class _EndedJob:
-    """A submitit job that ended without a result, as job.result() and job.state then say."""
+    """A submitit job that ended: its result (an exception: none) and Slurm's state, as submitit says them."""
     job_id, paths = "7", type("Paths", (), {"stderr": "/runs/_submitit/x/7/7_0_log.err"})()
 
-    def __init__(self, error: str, state: str):
-        self.error, self.state = error, state
+    def __init__(self, result, state: str):
+        self._result, self.state = result, state
+
+    def done(self):
+        return True
 
     def result(self):
-        raise RuntimeError(self.error)
+        if isinstance(self._result, Exception):
+            raise self._result
+        return self._result
 
 
-@pytest.mark.parametrize("error, state, timed_out", [
-    ("Job not requeued because: timed-out and not checkpointable.", "FAILED", True),  # submitit's signal, outside the run
-    ("has not produced any output", "TIMEOUT", True),  # Slurm's own kill at the limit
-    ("has not produced any output", "OUT_OF_MEMORY", False),
-    ("has not produced any output", "CANCELLED by 0", False)])
-def test_an_ended_job_is_said_to_have_hit_its_limit_only_when_it_did(error, state, timed_out):
-    kind, line, disk_full = cluster.outcome(_EndedJob(error, state), "5")
-    assert kind == "failed" and not disk_full
-    assert line.startswith(f"Slurm ended job 7 without a result (state {state}); log /runs/_submitit/x/7/7_0_log.err")
-    assert line.endswith("; it hit the time limit: raise --time (now 5)") == timed_out
+LOG = "/runs/_submitit/x/7/7_0_log.err"
+KILLED = "r1: DeadKernelError: Kernel died (see /runs/r1/run.ipynb)"  # Slurm's SIGTERM at the limit, as the run saw it
+
+
+@pytest.mark.parametrize("result, state, line", [
+    # no result: submitit's warning signal came outside the run, or Slurm killed the job itself
+    (RuntimeError("Job not requeued because: timed-out and not checkpointable."), "FAILED",
+     f"Slurm ended job 7 without a result (state FAILED); log {LOG}; it hit the time limit: raise --time (now 5)"),
+    (RuntimeError("has not produced any output"), "TIMEOUT",
+     f"Slurm ended job 7 without a result (state TIMEOUT); log {LOG}; it hit the time limit: raise --time (now 5)"),
+    (RuntimeError("has not produced any output"), "OUT_OF_MEMORY",
+     f"Slurm ended job 7 without a result (state OUT_OF_MEMORY); log {LOG}"),
+    (RuntimeError("has not produced any output"), "CANCELLED by 0",
+     f"Slurm ended job 7 without a result (state CANCELLED by 0); log {LOG}"),
+    # the run's own failure line, written before Slurm's SIGKILL: the final state says why
+    (("failed", KILLED, False), "TIMEOUT", f"{KILLED}; it hit the time limit: raise --time (now 5); log {LOG}"),
+    (("failed", KILLED, False), "FAILED", KILLED)])
+def test_an_ended_job_is_said_to_have_hit_its_limit_only_when_it_did(result, state, line):
+    assert cluster.outcome(_EndedJob(result, state), "5") == ("failed", line, False)
+
+
+@pytest.mark.parametrize("result, state, ended", [
+    (("ok", "done"), "RUNNING", True),  # a complete record: no need to wait for Slurm's accounting
+    (("failed", KILLED, False), "RUNNING", False),  # wait until Slurm says TIMEOUT or not
+    (("failed", KILLED, False), "COMPLETING", False),
+    (("failed", KILLED, False), "TIMEOUT", True),
+    (("failed", KILLED, False), "FAILED", True)])
+def test_a_failed_slurm_job_is_settled_once_slurms_state_is_final(result, state, ended):
+    assert cluster._ended(_EndedJob(result, state), "slurm") is ended
+    assert cluster._ended(_EndedJob(result, state), "local") is True  # submitit-local: no Slurm state to wait for
 
 
 def sweep_args(tmp_path, *extra):

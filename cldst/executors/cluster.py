@@ -137,7 +137,7 @@ def _follow(pending: dict, batch: Batch, cluster: str) -> None:
         if batch.signum:
             _interrupt(pending, report, cluster)
             return
-        for job in [j for j in pending if j.done()]:
+        for job in [j for j in pending if _ended(j, cluster)]:
             cfg, limit = pending.pop(job)
             _settle(job, cfg.run_id(), report, limit)
             bar.update(1)
@@ -162,9 +162,30 @@ def outcome(job, limit: str) -> tuple[str, str, bool]:
     if result[0] == "ok":
         return "ok", result[1], False
     _, line, disk_full = result
-    if "timed-out" in line:  # submitit's signal before the time limit stopped the run
+    # submitit's warning signal stopped the run ("timed-out"), or Slurm's SIGTERM at the limit killed its
+    # kernel and the job wrote that failure before Slurm's SIGKILL (the state, final by now, says TIMEOUT)
+    if "timed-out" in line or _state(job).startswith("TIMEOUT"):
         line += f"; it hit the time limit: raise --time (now {limit}); log {job.paths.stderr}"
     return "failed", line, disk_full
+
+
+_LIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")
+
+
+def _ended(job, cluster: str) -> bool:
+    """The job is over and can be settled. On Slurm, a job that failed is settled only once Slurm's
+    state is final: at the time limit Slurm sends SIGTERM (the run's kernel dies, the job writes that
+    failure) and only later calls the job TIMEOUT, which is what the user must be told."""
+    if not job.done():
+        return False
+    if cluster != "slurm":
+        return True
+    try:
+        if job.result()[0] == "ok":
+            return True
+    except Exception:  # no result at all: done() already waited for Slurm's final state
+        return True
+    return not _state(job).startswith(_LIVE)
 
 
 def _settle(job, rid: str, report, limit: str) -> None:

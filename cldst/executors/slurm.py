@@ -94,10 +94,12 @@ class Resources:
     def submitit_parameters(self, workers: int) -> dict:
         """The parameters for submitit's AutoExecutor.update_parameters (slurm)."""
         minutes = time_minutes(self.time)
-        # submitit's warning signal (SIGUSR2) comes this long before the limit: its 90 s, but at most half the
-        # limit, so a short limit never signals a job still starting (before submitit's handler is in place,
-        # SIGUSR2 kills the job outright and Slurm says FAILED, not that it ran out of time).
-        params = {"timeout_min": minutes, "slurm_signal_delay_s": min(90, minutes * 30),
+        # submitit asks Slurm for a warning signal (SIGUSR2) before the limit. Slurm sends it up to 30 s (its
+        # periodic check) earlier than asked, and a job still starting (importing under load, before
+        # submitit's handler is in place) dies of it, which Slurm calls FAILED, not a time limit. So the
+        # signal never comes in a job's first 90 s: 90 s early on long limits, none (@0) on limits of 3
+        # minutes or less, which Slurm ends itself (state TIMEOUT).
+        params = {"timeout_min": minutes, "slurm_signal_delay_s": min(90, max(0, minutes * 60 - 210)),
                   "slurm_cpus_per_task": self.cpus_per_task, "slurm_array_parallelism": self.array_parallelism or workers}
         for name in ("partition", "mem", "gres", "account", "qos"):
             if getattr(self, name):

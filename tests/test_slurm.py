@@ -1,7 +1,7 @@
 """Sweeps on a real Slurm cluster: the single-node test cluster `.ci/slurm_up.sh` brings up (CI does so
 before `make test`; a developer runs `make slurm-test`). Skipped, saying why, where it is not up.
 
-The cluster has MaxArraySize=2 and a partition `short` with MaxTime=5 minutes. About 5 minutes on an idle 2-core machine."""
+The cluster has MaxArraySize=2 and a partition `short` with MaxTime=5 minutes. About 6 minutes on an idle 2-core machine."""
 
 import json
 import re

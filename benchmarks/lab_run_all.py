@@ -53,22 +53,26 @@ def main() -> None:
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=90_000)
             page.wait_for_function("() => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
                                    ".some(e => /Idle/.test(e.textContent))", timeout=90_000)
+            no_news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news prompt, if shown
+            if no_news.count() and no_news.first.is_visible():
+                no_news.first.click()
             page.click("text=Run >> nth=0")
             start = time.monotonic()
             page.click("text=Run All Cells")
             page.wait_for_selector("text=training steps, all tasks", timeout=120_000)
             time.sleep(15)
             page.screenshot(path=f"{args.out}_running.png")
-            bars = page.locator(".jp-OutputArea-output").all_inner_texts()
-            moving = [t for t in bars if "training steps" in t]
-            print("while running:", " | ".join(line.strip() for t in moving for line in t.splitlines()
-                                                if "training steps" in line)[:300])
+            # the bars are tqdm widgets: a label, the bar, and an HTML text "221/1260 [00:15<00:51, 20.33step/s]"
+            texts = page.evaluate("() => [...document.querySelectorAll('.widget-html-content')].map(e => e.textContent)")
+            print("while running:", " | ".join(" ".join(t.split()) for t in texts if t.strip())[:300])
             # done when the last cell (the plot) has an output and the kernel is idle again
             page.wait_for_function("() => document.querySelectorAll('.jp-Cell')[document.querySelectorAll("
                                    "'.jp-Cell').length - 1].querySelector('.jp-OutputArea-output img')",
                                    timeout=600_000)
             seconds = time.monotonic() - start
-            page.screenshot(path=f"{args.out}_done.png", full_page=True)
+            page.locator(".jp-Cell").last.scroll_into_view_if_needed()  # the plot, the metrics above it
+            time.sleep(1)
+            page.screenshot(path=f"{args.out}_done.png")
             text = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
             acc = re.search(r"'acc': ([0-9.]+)", text)
             updates = re.search(r"'topology_updates': ([0-9]+)", text)
@@ -76,7 +80,8 @@ def main() -> None:
                   f"{updates.group(1) if updates else '?'}; screenshots {args.out}_*.png")
             print("interrupt-free, no traceback:", "Traceback" not in text)
             page.keyboard.press("Control+s")
-            time.sleep(2)
+            # the save returns once the server's post-save hook (cldst.lab) has run: the tab's dirty mark clears
+            page.wait_for_function("() => !document.querySelector('.jp-mod-current.jp-mod-dirty')", timeout=60_000)
             browser.close()
         status = subprocess.run(["git", "status", "--porcelain", "notebooks"], cwd=ROOT, capture_output=True,
                                 text=True).stdout

@@ -206,7 +206,9 @@ def run_sweep(
     notebook.template(TRAIN_NOTEBOOK)  # an edited, uncommitted template: one line, before any run
     if check_data:
         ensure_datasets(todo)
-    bar = tqdm(total=len(cfgs), initial=len(report.skipped), desc="runs", disable=not progress, unit="run")
+    # distinct runs: a configuration two experiments list is one run (the CLI's "N runs" line counts so too)
+    bar = tqdm(total=len(report.skipped) + len(todo), initial=len(report.skipped), desc="runs", disable=not progress,
+               unit="run")
     try:
         with _Signals() as signals:
             batch = Batch(todo, root, force, execute_run, report, bar, signals)

@@ -86,6 +86,21 @@ def test_the_paper_grid_is_573_distinct_runs_and_a_sweep_plans_each_once(tmp_pat
     assert len({c.run_id() for c in experiments.all_configs("cpu")}) == 87
 
 
+def test_the_sweeps_bar_counts_distinct_runs(tmp_path, monkeypatch):
+    """The cpu grid lists 102 configurations, 87 distinct runs: the bar says 87, as the CLI's line does
+    (it said 102 and ended at 87/102). The executor is replaced: only the bar is looked at."""
+    import io
+
+    from cldst import executors
+
+    cfgs = experiments.all_configs("cpu")
+    seen = {}
+    monkeypatch.setattr(executors, "run", lambda name, batch, **kw: seen.update(total=batch.bar.total, todo=len(batch.todo)))
+    monkeypatch.setattr(sweep, "tqdm", lambda **kw: __import__("tqdm").tqdm(**kw, file=io.StringIO()))
+    sweep.run_sweep(cfgs, root=str(tmp_path), check_data=False)
+    assert len(cfgs) == 102 and seen == {"total": 87, "todo": 87}
+
+
 def test_a_shared_run_is_read_by_every_experiment_that_selects_it(tmp_path):
     cfg = next(c for c in experiments.configs("batchnorm", "cpu") if c.bn == "batch" and c.density == 0.2)
     path = records.run_dir(cfg, tmp_path)

@@ -157,21 +157,30 @@ def _warm_engine_class():
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
                                      stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
-            if cls.km is None or not run_sync(cls.km.is_alive)():
-                cls.km = AsyncKernelManager(kernel_name=kernel_name or "python3")
-                run_sync(cls.km.start_kernel)(extra_arguments=kwargs.get("extra_arguments") or [],
-                                              cwd=kwargs.get("cwd"))
+            start = {"extra_arguments": kwargs.get("extra_arguments") or [], "cwd": kwargs.get("cwd")}
             cwd = kwargs.get("cwd") or str(Path.cwd())
             kwargs = remove_args(["input_path", "cwd", "extra_arguments", "timeout", "startup_timeout"], **kwargs)
             final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
                                  kernel_name=kernel_name, log=logging.getLogger("papermill"), log_output=log_output,
                                  stdout_file=stdout_file, stderr_file=stderr_file)
-            client = WarmClient(nb_man, km=cls.km, **final)
-            client.cwd = cwd
-            try:
-                return client.execute()
-            finally:
-                if client.kc is not None:  # the channels of this run; the kernel stays
-                    client.kc.stop_channels()
+            for attempt in (1, 2):
+                if cls.km is None or not run_sync(cls.km.is_alive)():
+                    cls.km = AsyncKernelManager(kernel_name=kernel_name or "python3")
+                    run_sync(cls.km.start_kernel)(**start)
+                client = WarmClient(nb_man, km=cls.km, **final)
+                client.cwd = cwd
+                try:
+                    return client.execute()
+                except RuntimeError as exc:
+                    # jupyter_client picks free ports, then the kernel binds them: a process starting at the
+                    # same moment (a sweep's other worker, another job on the node) can take one in between,
+                    # and the kernel dies before any cell ran. Once, another kernel with other ports.
+                    if attempt == 2 or "Kernel died before replying to kernel_info" not in str(exc):
+                        raise
+                    logging.getLogger(__name__).warning("the kernel died while starting (%s): starting another", exc)
+                    shutdown_kept_kernel()
+                finally:
+                    if client.kc is not None:  # the channels of this run; the kernel stays
+                        client.kc.stop_channels()
 
     return WarmEngine

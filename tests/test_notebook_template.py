@@ -81,3 +81,44 @@ def test_a_kept_kernel_gives_the_records_a_fresh_kernel_gives(tmp_path):
     warm = run(second, "warm", warm=True)
     assert papermill_engines.get_engine(notebook._warm_engine()).km is kernel  # the same kernel, kept
     assert warm == run(second, "fresh", warm=False)
+
+
+def test_a_kernel_whose_port_was_taken_while_it_started_is_replaced_once(tmp_path, monkeypatch, caplog):
+    """jupyter_client picks free ports and the kernel binds them a moment later; a process starting then
+    (a sweep's other worker, another job on the node) took one in CI, and the run failed: "Kernel died
+    before replying to kernel_info". Here the first kernel's control port is taken exactly so."""
+    import socket
+
+    import nbformat
+    from jupyter_client.connect import ConnectionFileMixin
+
+    taken = []
+    original = ConnectionFileMixin.write_connection_file
+
+    def write_and_take_the_control_port(self, **kw):
+        out = original(self, **kw)
+        if not taken:  # the first kernel only
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)
+            s.bind((self.ip, self.control_port))
+            s.listen()
+            taken.append(s)
+        return out
+
+    monkeypatch.setattr(ConnectionFileMixin, "write_connection_file", write_and_take_the_control_port)
+    notebook.shutdown_kept_kernel()  # a kernel kept by an earlier test in this process would not start anew
+    source = tmp_path / "probe.ipynb"
+    cell = nbformat.v4.new_code_cell("value = 1", metadata={"tags": ["parameters"]})
+    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell("print(value * 7)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, source)
+    try:
+        notebook.execute(source, tmp_path / "out.ipynb", {"value": 6}, cwd=tmp_path, warm=True)
+    finally:
+        notebook.shutdown_kept_kernel()
+        for s in taken:
+            s.close()
+    assert len(taken) == 1
+    assert "the kernel died while starting" in caplog.text and "Kernel died before replying to kernel_info" in caplog.text
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert out.cells[-1].outputs[0]["text"] == "42\n"

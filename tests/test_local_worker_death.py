@@ -60,8 +60,9 @@ def test_when_no_worker_can_be_blamed_every_run_in_flight_is():
 
 
 def _dies_once(cfg, root, force=False):
-    """A stand-in for sweep.execute_run in a spawned worker: seed 0's worker is killed on its first try;
-    the other run is still executing then."""
+    """A stand-in for sweep.execute_run in a spawned worker. On their first tries, seed 1 executes until
+    the broken pool terminates its worker, and seed 0's worker kills itself once seed 1 is executing.
+    Ordered by files, not by sleeps: under load one worker may start seconds after the other."""
     import os
     import time
     from pathlib import Path
@@ -69,10 +70,15 @@ def _dies_once(cfg, root, force=False):
     marker = Path(root) / f"seed{cfg['seed']}"
     first = not marker.exists()
     marker.touch()
-    if cfg["seed"] == 0 and first:
-        time.sleep(0.5)
+    if not first:
+        return "done"
+    if cfg["seed"] == 0:
+        other = Path(root) / "seed1"
+        deadline = time.monotonic() + 120
+        while not other.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGKILL)
-    time.sleep(2.0 if first else 0.0)
+    time.sleep(120)  # ended by the pool's SIGTERM once seed 0's worker is dead
     return "done"
 
 

@@ -189,10 +189,12 @@ def run(batch: Batch, *, workers: int, retries: int, gpus: Sequence[str]) -> Non
                     cfg = queue.popleft()
                     fut = pool.submit(_tracked, batch.job, cfg.run_id(), cfg.to_dict(), batch.root, force=batch.force)
                     running[fut] = cfg
+                # Seen as soon as submit has started them: active_children() forgets a child once it is
+                # dead, so a worker that died before a later look would be missed, and no run blamed.
+                pool_workers |= set(mp.active_children()) - before
                 if batch.signum or not running:
                     break
                 finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-                pool_workers |= set(mp.active_children()) - before
                 _drain(started, worker_of)  # read as it comes: a full pipe would block the workers
                 for fut in finished:
                     cfg = running.pop(fut)

@@ -94,10 +94,22 @@ def execute(source: str | Path, target: str | Path, parameters: dict[str, Any], 
     logger = logging.getLogger("papermill")
     logger.addFilter(quiet)
     try:
-        papermill.execute_notebook(
-            template(source), str(target), parameters={**parameters, **extra}, progress_bar=False, cwd=str(cwd),
-            kernel_name=kernel_name, extra_arguments=QUIET_KERNEL, engine_name=_warm_engine() if warm else None,
-        )
+        for attempt in (1, 2):
+            try:
+                papermill.execute_notebook(
+                    template(source), str(target), parameters={**parameters, **extra}, progress_bar=False,
+                    cwd=str(cwd), kernel_name=kernel_name, extra_arguments=QUIET_KERNEL,
+                    engine_name=_warm_engine() if warm else None,
+                )
+                return
+            except RuntimeError as exc:
+                # jupyter_client picks free ports, then the kernel binds them: a process starting at the same
+                # moment (a sweep's other worker, another job on the node) can take one in between, and the
+                # kernel dies before any cell ran. Once more, with another kernel on other ports.
+                if attempt == 2 or "Kernel died before replying to kernel_info" not in str(exc):
+                    raise
+                logging.getLogger(__name__).warning("the kernel died while starting (%s): starting another", exc)
+                shutdown_kept_kernel()
     finally:
         logger.removeFilter(quiet)
 
@@ -163,24 +175,15 @@ def _warm_engine_class():
             final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
                                  kernel_name=kernel_name, log=logging.getLogger("papermill"), log_output=log_output,
                                  stdout_file=stdout_file, stderr_file=stderr_file)
-            for attempt in (1, 2):
-                if cls.km is None or not run_sync(cls.km.is_alive)():
-                    cls.km = AsyncKernelManager(kernel_name=kernel_name or "python3")
-                    run_sync(cls.km.start_kernel)(**start)
-                client = WarmClient(nb_man, km=cls.km, **final)
-                client.cwd = cwd
-                try:
-                    return client.execute()
-                except RuntimeError as exc:
-                    # jupyter_client picks free ports, then the kernel binds them: a process starting at the
-                    # same moment (a sweep's other worker, another job on the node) can take one in between,
-                    # and the kernel dies before any cell ran. Once, another kernel with other ports.
-                    if attempt == 2 or "Kernel died before replying to kernel_info" not in str(exc):
-                        raise
-                    logging.getLogger(__name__).warning("the kernel died while starting (%s): starting another", exc)
-                    shutdown_kept_kernel()
-                finally:
-                    if client.kc is not None:  # the channels of this run; the kernel stays
-                        client.kc.stop_channels()
+            if cls.km is None or not run_sync(cls.km.is_alive)():
+                cls.km = AsyncKernelManager(kernel_name=kernel_name or "python3")
+                run_sync(cls.km.start_kernel)(**start)
+            client = WarmClient(nb_man, km=cls.km, **final)
+            client.cwd = cwd
+            try:
+                return client.execute()
+            finally:
+                if client.kc is not None:  # the channels of this run; the kernel stays
+                    client.kc.stop_channels()
 
     return WarmEngine

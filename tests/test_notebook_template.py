@@ -83,7 +83,8 @@ def test_a_kept_kernel_gives_the_records_a_fresh_kernel_gives(tmp_path):
     assert warm == run(second, "fresh", warm=False)
 
 
-def test_a_kernel_whose_port_was_taken_while_it_started_is_replaced_once(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("warm", [True, False], ids=["kept-kernel", "fresh-kernel"])
+def test_a_kernel_whose_port_was_taken_while_it_started_is_replaced_once(tmp_path, monkeypatch, caplog, warm):
     """jupyter_client picks free ports and the kernel binds them a moment later; a process starting then
     (a sweep's other worker, another job on the node) took one in CI, and the run failed: "Kernel died
     before replying to kernel_info". Here the first kernel's control port is taken exactly so."""
@@ -113,7 +114,7 @@ def test_a_kernel_whose_port_was_taken_while_it_started_is_replaced_once(tmp_pat
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, source)
     try:
-        notebook.execute(source, tmp_path / "out.ipynb", {"value": 6}, cwd=tmp_path, warm=True)
+        notebook.execute(source, tmp_path / "out.ipynb", {"value": 6}, cwd=tmp_path, warm=warm)
     finally:
         notebook.shutdown_kept_kernel()
         for s in taken:

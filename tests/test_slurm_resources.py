@@ -99,13 +99,16 @@ KILLED = "r1: DeadKernelError: Kernel died (see /runs/r1/run.ipynb)"  # Slurm's 
     (RuntimeError("has not produced any output"), "TIMEOUT",
      f"Slurm ended job 7 without a result (state TIMEOUT); log {LOG}; it hit the time limit: raise --time (now 5)"),
     (RuntimeError("has not produced any output"), "OUT_OF_MEMORY",
-     f"Slurm ended job 7 without a result (state OUT_OF_MEMORY); log {LOG}"),
+     f"Slurm ended job 7 without a result (state OUT_OF_MEMORY); log {LOG}; it ran out of memory: raise --mem"),
+    (RuntimeError("has not produced any output"), "NODE_FAIL",
+     f"Slurm ended job 7 without a result (state NODE_FAIL); log {LOG}; its node failed: sweep again to rerun it"),
     (RuntimeError("has not produced any output"), "CANCELLED by 0",
      f"Slurm ended job 7 without a result (state CANCELLED by 0); log {LOG}"),
     # the run's own failure line, written before Slurm's SIGKILL: the final state says why
     (("failed", KILLED, False), "TIMEOUT", f"{KILLED}; it hit the time limit: raise --time (now 5); log {LOG}"),
+    (("failed", KILLED, False), "OUT_OF_MEMORY", f"{KILLED}; it ran out of memory: raise --mem; log {LOG}"),
     (("failed", KILLED, False), "FAILED", KILLED)])
-def test_an_ended_job_is_said_to_have_hit_its_limit_only_when_it_did(result, state, line):
+def test_an_ended_job_is_said_to_have_hit_a_limit_only_when_it_did(result, state, line):
     assert cluster.outcome(_EndedJob(result, state), "5") == ("failed", line, False)
 
 

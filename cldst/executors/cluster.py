@@ -154,19 +154,33 @@ def outcome(job, limit: str) -> tuple[str, str, bool]:
     except Exception as exc:  # the job ended without a result: cancelled, killed, out of memory, node failure
         state = _state(job)
         why = f"Slurm ended job {job.job_id} without a result (state {state}); log {job.paths.stderr}"
-        if state.startswith("TIMEOUT") or "timed-out" in str(exc):  # Slurm's kill, or submitit's signal outside the run
-            why += f"; it hit the time limit: raise --time (now {limit})"
+        hint = _hint(state, str(exc), limit)
+        if hint:
+            why += f"; {hint}"
         elif state in ("", "UNKNOWN", "COMPLETED"):
             why += f" ({one_line(exc)})"
         return "failed", why, False
     if result[0] == "ok":
         return "ok", result[1], False
     _, line, disk_full = result
-    # submitit's warning signal stopped the run ("timed-out"), or Slurm's SIGTERM at the limit killed its
-    # kernel and the job wrote that failure before Slurm's SIGKILL (the state, final by now, says TIMEOUT)
-    if "timed-out" in line or _state(job).startswith("TIMEOUT"):
-        line += f"; it hit the time limit: raise --time (now {limit}); log {job.paths.stderr}"
+    # The run's own failure line, written before Slurm's SIGKILL: the state, final by now, may say why. At
+    # the limit Slurm's SIGTERM kills the run's kernel (TIMEOUT); a kernel over --mem is killed by the OOM
+    # killer while the job lives on (OUT_OF_MEMORY); submitit's warning signal stops the run ("timed-out").
+    hint = _hint(_state(job), line, limit)
+    if hint:
+        line += f"; {hint}; log {job.paths.stderr}"
     return "failed", line, disk_full
+
+
+def _hint(state: str, said: str, limit: str) -> str:
+    """What the user can do about a job Slurm ended, from its final state (or submitit's "timed-out")."""
+    if state.startswith("TIMEOUT") or "timed-out" in said:
+        return f"it hit the time limit: raise --time (now {limit})"
+    if state.startswith("OUT_OF_MEMORY"):
+        return "it ran out of memory: raise --mem"
+    if state.startswith("NODE_FAIL"):
+        return "its node failed: sweep again to rerun it"
+    return ""
 
 
 _LIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING")

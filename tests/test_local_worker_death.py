@@ -70,6 +70,8 @@ def _dies_once(cfg, root, force=False):
     marker = Path(root) / f"seed{cfg['seed']}"
     first = not marker.exists()
     marker.touch()
+    with open(Path(root) / "attempts.log", "a") as log:  # shown if the test fails: who ran what, when
+        log.write(f"seed {cfg['seed']} pid {os.getpid()} at {time.time():.2f} first {first}\n")
     if not first:
         return "done"
     if cfg["seed"] == 0:
@@ -91,4 +93,54 @@ def test_a_killed_worker_in_a_real_pool_costs_only_its_run_a_retry(tmp_path, mon
         report = sweep.run_sweep(cfgs, workers=2, root=tmp_path, progress=False, retries=1, check_data=False)
     assert sorted(report.done) == sorted(c.run_id() for c in cfgs) and report.failed == {}
     assert caplog.messages == [f"a worker died executing {cfgs[0].run_id()} (a retry counted); "
+                               "1 other run(s) in flight resubmitted without counting one"], \
+        (tmp_path / "attempts.log").read_text()
+
+
+def _the_later_worker_dies(cfg, root, force=False):
+    """A stand-in for sweep.execute_run: on the first tries, once both runs execute, the run in the worker
+    started later (the larger pid) has its worker killed; the other runs until its worker is ended."""
+    import os
+    import time
+    from pathlib import Path
+
+    if (Path(root) / f"seed{cfg['seed']}").exists():
+        return "done"
+    (Path(root) / f"seed{cfg['seed']}").write_text(str(os.getpid()))
+    other = Path(root) / f"seed{1 - cfg['seed']}"
+    deadline = time.monotonic() + 120
+    while not (other.exists() and other.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if os.getpid() > int(other.read_text() or 0):
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(30)  # ended by the sweep once the other worker is seen dead; the test fails if it is not
+    return "done"
+
+
+def test_a_worker_the_pool_does_not_watch_is_seen_dead_by_the_sweep(tmp_path, monkeypatch, caplog):
+    """CPython 3.11's pool wakes its manager thread on submit before it starts the worker it adds; the
+    thread then waits on the workers it knows, so a death of the added one goes unnoticed until another
+    run ends. A delay before each start makes that certain here: the sweep must see the death itself."""
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cldst import sweep
+    from cldst.executors import local
+
+    class SlowToAddWorkers(ProcessPoolExecutor):
+        def _adjust_process_count(self):
+            time.sleep(0.5)  # the manager thread, woken by this submit, is back waiting before the start
+            super()._adjust_process_count()
+
+    monkeypatch.setattr(local, "ProcessPoolExecutor", SlowToAddWorkers)
+    monkeypatch.setattr(sweep, "execute_run", _the_later_worker_dies)
+    cfgs = [Config(seed=0), Config(seed=1)]
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="cldst.sweep"):
+        report = sweep.run_sweep(cfgs, workers=2, root=tmp_path, progress=False, retries=1, check_data=False)
+    assert sorted(report.done) == sorted(c.run_id() for c in cfgs) and report.failed == {}
+    pids = {s: int((tmp_path / f"seed{s}").read_text()) for s in (0, 1)}
+    killed = cfgs[max(pids, key=pids.get)].run_id()
+    assert caplog.messages == [f"a worker died executing {killed} (a retry counted); "
                                "1 other run(s) in flight resubmitted without counting one"]
+    assert time.monotonic() - started < 30  # the other run was ended, not waited for

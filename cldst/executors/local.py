@@ -207,6 +207,15 @@ def run(batch: Batch, *, workers: int, retries: int, gpus: Sequence[str]) -> Non
                         report.fail(cfg.run_id(), exc)
                     bar.update(1)
                 bar.set_postfix(failed=len(report.failed), refresh=False)  # shown with the next update
+                if running and any(w.exitcode is not None for w in pool_workers):
+                    # A worker died and the pool has not said so: CPython 3.11's pool watches the workers
+                    # that existed when its manager thread last began waiting, and a submit wakes that
+                    # thread before it starts the worker it adds. A run killed in such a worker would go
+                    # unnoticed until another run ended. The runs in flight are lost as on a broken pool.
+                    lost += running.values()
+                    running.clear()
+                    _stop_workers({w for w in pool_workers if w.exitcode is None})
+                    break
         finally:
             if batch.signum or running:
                 _stop_workers(set(mp.active_children()) - before)

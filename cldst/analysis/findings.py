@@ -130,7 +130,7 @@ def erk_beats_uniform(cells: pd.DataFrame, sparsities=LOW_SPARSITIES) -> Estimat
     means = np.concatenate([paired["mean_erk"], paired["mean_uni"]])
     stds = np.concatenate([paired["std_erk"], paired["std_uni"]])
     ns = np.concatenate([paired["n_erk"], paired["n_uni"]])
-    r = contrast(means, stds, ns, [1 / c] * c + [-1 / c] * c)
+    r = contrast(means, stds, ns, [1 / c] * c + [-1 / c] * c, level=1 - ALPHA)
     gaps = (paired["mean_erk"] - paired["mean_uni"]).groupby(paired["sparsity"]).mean()
     per = ", ".join(f"{_pct(s)}: {g:+.2f}" for s, g in gaps.items())
     return by_interval(r.effect, r.low, r.high, r.p, int(min(ns)), f"ERK - uniform over {c} paired cells ({per})")
@@ -236,7 +236,7 @@ def capacity_beats_fixed_switch(runs: pd.DataFrame) -> Estimate:
     if absent:
         return nothing(f"no adaptive-experiment runs with growth {', '.join(absent)}")
     pair = by.loc[[CAPACITY_POLICY, ADAPTIVE]]
-    r = contrast(pair["mean"], pair["std"], pair["n"], [1, -1])
+    r = contrast(pair["mean"], pair["std"], pair["n"], [1, -1], level=1 - ALPHA)
     evidence = f"ACC {CAPACITY_LABEL} {pair['mean'].iloc[0]:.2f} vs fixed switch {pair['mean'].iloc[1]:.2f}"
     if "path" in runs:
         tasks = switch_tasks(runs[runs["growth"] == CAPACITY_POLICY]).get(CAPACITY_POLICY)
@@ -260,7 +260,7 @@ def task_bn_beats_batch_bn(runs: pd.DataFrame) -> Estimate:
     means = np.concatenate([wide["mean"]["task"], wide["mean"]["batch"]])
     stds = np.concatenate([wide["std"]["task"], wide["std"]["batch"]])
     ns = np.concatenate([wide["count"]["task"], wide["count"]["batch"]])
-    r = contrast(means, stds, ns, [1 / c] * c + [-1 / c] * c)
+    r = contrast(means, stds, ns, [1 / c] * c + [-1 / c] * c, level=1 - ALPHA)
     return by_interval(r.effect, r.low, r.high, r.p, int(min(ns)),
                        f"per-task BN {wide['mean']['task'].mean():.2f} vs test-batch BN "
                        f"{wide['mean']['batch'].mean():.2f} (mean over {c} init x density cells)")

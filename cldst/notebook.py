@@ -127,8 +127,10 @@ def _warm_engine() -> str:
 
 
 def shutdown_kept_kernel() -> None:
-    """End this process's kept kernel now, if it has one (a worker ending): not left to the kernel's
-    own check of its parent, which a subreaper defeats."""
+    """End this process's kept kernel now, if it has one (a worker ending), rather than leave it to the
+    kernel's own check of its parent (ipykernel polls its parent's pid, JPY_PARENT_PID, once a second; a
+    worker killed outright can do nothing else, and that check ends its kernel, under a subreaper too:
+    tests/test_sweep_reliability.py)."""
     engines = sys.modules.get("papermill.engines")  # not imported: this process never ran a notebook
     engine = engines and engines.papermill_engines._engines.get(_WARM)
     km = getattr(engine, "km", None)

@@ -77,8 +77,8 @@ def kernels(env) -> list[dict]:
     return [json.loads(p.read_text()) for p in Path(env["CLDST_TEST_KERNELS"]).iterdir()]
 
 
-def start_sweep(cfgs, root, env, workers) -> subprocess.Popen:
-    script = SWEEP.format(configs=[c.to_dict() for c in cfgs], root=str(root), workers=workers)
+def start_sweep(cfgs, root, env, workers, preamble: str = "") -> subprocess.Popen:
+    script = preamble + SWEEP.format(configs=[c.to_dict() for c in cfgs], root=str(root), workers=workers)
     return subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -219,6 +219,48 @@ def test_a_killed_sweep_leaves_no_worker_or_kernel(tmp_path, env):
     proc.kill()  # the main process only: its workers notice, and end their kernels and themselves
     proc.communicate()
     assert left_running(env) == []
+
+
+SUBREAPER = "import ctypes; ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER\n"
+
+
+def test_a_worker_killed_mid_run_takes_its_kernel_along_even_under_a_subreaper(tmp_path, env):
+    """kill -9 of a sweep worker while its run is under way: its kernel ends within seconds though nobody
+    can shut it down, also where orphans go to a subreaper (tini, systemd --user; here the sweep makes
+    itself one), because ipykernel polls for its parent's pid (JPY_PARENT_PID), not for init. The sweep
+    redoes the run the dead worker held, and every record is complete."""
+    root = tmp_path / "runs"
+    cfgs = tiny(2)
+    proc = start_sweep(cfgs, root, env, workers=1, preamble=SUBREAPER)
+    deadline = time.time() + 180
+    while not kernels(env):  # until the first run's first cell has run in the kernel
+        assert proc.poll() is None and time.time() < deadline, "no run started"
+        time.sleep(0.05)
+    [first] = kernels(env)
+    kernel, worker = psutil.Process(first["pid"]), psutil.Process(first["parent"])
+    assert worker.ppid() == proc.pid  # the kernel is a pool worker's child, the worker the sweep's
+    worker.kill()
+    deadline, ended = time.time() + 10, False
+    while not ended and time.time() < deadline:
+        try:
+            ended = kernel.status() == psutil.STATUS_ZOMBIE
+            if ended:  # unreaped: it became the subreaper's child, as a kernel under tini would
+                assert kernel.ppid() == proc.pid
+        except psutil.NoSuchProcess:
+            ended = True
+        time.sleep(0.2)
+    assert ended, "the dead worker's kernel is still running 10 s later"
+
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err
+    assert len(complete(cfgs, root)) == len(cfgs)
+    assert left_running(env) == []
+    blamed = re.findall(r"a worker died executing (\S+) \(a retry counted\)", err)
+    assert blamed == [Path(first["cwd"]).name], err  # one worker died, holding the run it had begun
+    executions = [Path(k["cwd"]).name for k in kernels(env)]
+    # every run executed once, and the dead worker's run once more (it started there before the kill)
+    assert sorted(executions) == sorted([records.run_dir(c, root).name for c in cfgs] + blamed), executions
+    assert out.splitlines()[-1] == f"{len(cfgs)} run, 0 already complete, 0 failed"
 
 
 def test_cldst_run_interrupted(tmp_path, env):

@@ -223,24 +223,24 @@ def _grid(args) -> list[tuple[str, Config]]:
             for c in experiments.configs(n, args.profile, seeds)]
 
 
-def _preflight_setting(args) -> tuple[str, int]:
-    """The device the runs will use and how many run at once: one per GPU given, the array parallelism
-    on SLURM (its runs use cuda when they ask for GPUs), every worker on a CPU (each with its share of
-    the cores), else one."""
+def _preflight_setting(args):
+    """The device the runs will use, how many run at once and, on SLURM, the Resources each run asks for:
+    one run per GPU given, the array parallelism on SLURM (its runs use cuda when they ask for GPUs),
+    every worker on a CPU (each with its share of the cores), else one."""
     gpus = checks.check_gpus([g for g in args.gpus.split(",") if g], args.executor)
     device = "cuda" if gpus and args.device == "auto" else args.device
     if gpus:
-        return device, len(gpus)
+        return device, len(gpus), None
     if args.executor == "slurm":
         resources = _cluster_resources(args)
         return ("cuda" if resources.uses_gpus and device == "auto" else device,
-                resources.array_parallelism or args.workers)
+                resources.array_parallelism or args.workers, resources)
     if args.executor != "local":
-        return device, args.workers
+        return device, args.workers, None
     import torch
 
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    return device, args.workers if on_cpu else 1
+    return device, args.workers if on_cpu else 1, None
 
 
 def _run_preflight(args, named, out, **options):
@@ -248,12 +248,12 @@ def _run_preflight(args, named, out, **options):
     node the runs ask for (executors.cluster.preflight_job), its lines printed here."""
     from cldst import preflight
 
-    device, parallel = _preflight_setting(args)
+    device, parallel, resources = _preflight_setting(args)
     options = {"profile": args.profile, "device": device, "root": args.root, "parallel": parallel, **options}
-    if args.executor == "slurm" and options.get("device_check", True):
+    if resources is not None and options.get("device_check", True):
         from cldst.executors import cluster
 
-        return cluster.preflight_job(named, _cluster_resources(args), options, args.root, out=out)
+        return cluster.preflight_job(named, resources, options, args.root, out=out)
     return preflight.run(named, **options, out=out, write=False)
 
 

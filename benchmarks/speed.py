@@ -26,7 +26,6 @@ import contextlib
 import json
 import math
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from cldst import cost, experiments
 from cldst.config import Config
 from cldst.data import train_batches
+from cldst.machine_load import OtherLoad
 from cldst.models import ContinualNet, build_model
 from cldst.sparse import ContinualSparsity
 from cldst.train import resolve_device
@@ -121,46 +121,6 @@ def median_interleaved(fns: dict[str, Callable[[], Any]], calls: int, repeats: i
         for name, fn in fns.items():
             samples[name].append(seconds_per_call(fn, calls, device))
     return {name: statistics.median(s) for name, s in samples.items()}
-
-
-class OtherLoad:
-    """CPU cores that OTHER processes used, on average, while the block ran (the machine is shared).
-
-    Linux only: busy time from /proc/stat minus this process's and its reaped children's CPU time
-    (papermill kernels included). None elsewhere."""
-
-    def __enter__(self) -> OtherLoad:
-        self.cores: float | None = None
-        self._start = (time.perf_counter(), _system_busy_s(), _own_cpu_s())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall0, busy0, own0 = self._start
-        busy1 = _system_busy_s()
-        if busy0 is not None and busy1 is not None:
-            wall = time.perf_counter() - wall0
-            self.cores = max(0.0, (busy1 - busy0) - (_own_cpu_s() - own0)) / wall
-
-    def line(self, what: str) -> str:
-        if self.cores is None:
-            return f"load during {what}: unknown (no /proc/stat)"
-        return f"load during {what}: other processes used {self.cores:.2f} of {os.cpu_count()} CPU cores"
-
-
-def _system_busy_s() -> float | None:
-    """Seconds of CPU time spent busy by all processes since boot (user, nice, system, irq, softirq, steal)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_s() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 # ---------------------------------------------------------------------- the model at task 1

@@ -15,7 +15,8 @@
                       Measured: step time, evaluation time per image, update time, peak memory
                       (CUDA: torch.cuda.max_memory_allocated; CPU: the process's resident memory, sampled
                       every 10 ms, above what it was before the check), the masks' bytes per task, and the
-                      per-run overhead of the notebook (two tiny runs through it, as a sweep runs them);
+                      per-run overhead of the notebook (two tiny runs through it, as a sweep runs them),
+                      and the CPU cores other processes used meanwhile (their load slows what is measured);
   4. cost             from those measurements (cldst.cost): device-hours per experiment and in total, the
                       wall time with the sweep's parallelism, the disk its records will take against the
                       free space of the runs directory.
@@ -41,8 +42,10 @@ from typing import Any
 from cldst import cost
 from cldst.config import Config
 from cldst.errors import CldstError, one_line
+from cldst.machine_load import OtherLoad
 
 STEPS = 3  # timed training steps of each task per shape (after one untimed warm-up step)
+BUSY_CORES = 0.5  # others' load (CPU cores) from which the device check's line says its times include it
 CIFAR_BYTES = 169_001_437  # cifar-100-python.tar.gz as its source serves it (161 MiB)
 
 
@@ -101,6 +104,7 @@ class Report:
     shapes: list[ShapeCheck] = field(default_factory=list)
     overhead_s: float | None = None  # per run, measured (0 when not asked)
     startup_s: float | None = None  # per worker: its process and first kernel, measured
+    other_load_cores: float | None = None  # CPU cores other processes used during the device check
     cost: dict[str, Any] | None = None
     seconds: float = 0.0
 
@@ -488,15 +492,20 @@ def _device_part(distinct, good, report: Report, device: str, root, parallel: in
     out(f"device check: {len(groups)} distinct shape(s) on {_device_name(device)}, {steps} steps per task"
         + (f", {threads} CPU thread(s) as each of {parallel} sweep worker(s) gets" if threads else ""))
     shape_of: dict[tuple, ShapeCheck] = {}
-    for key, cfgs in groups.items():
-        growths = sorted(set().union(*(cost.growth_criteria(c) for c in cfgs)))
-        check = check_shape(cfgs[0], device, growths, runs=len(cfgs), steps=steps)
-        shape_of[key] = check
-        report.shapes.append(check)
-        out(_shape_line(check))
-        if not check.ok:
-            report.failures += [Failure(f"{name} {cfg.run_id()}", f"{check.shape} on {check.device}: {check.error}")
-                                for name, cfg in distinct if shape_key(cfg) == key]
+    with OtherLoad() as other:
+        for key, cfgs in groups.items():
+            growths = sorted(set().union(*(cost.growth_criteria(c) for c in cfgs)))
+            check = check_shape(cfgs[0], device, growths, runs=len(cfgs), steps=steps)
+            shape_of[key] = check
+            report.shapes.append(check)
+            out(_shape_line(check))
+            if not check.ok:
+                report.failures += [Failure(f"{name} {cfg.run_id()}", f"{check.shape} on {check.device}: {check.error}")
+                                    for name, cfg in distinct if shape_key(cfg) == key]
+    report.other_load_cores = other.cores
+    out(other.line("the device check") + (
+        ": the times above include their load, and so does the cost below (a quieter machine runs faster)"
+        if other.cores is not None and other.cores >= BUSY_CORES else ""))
     if all(s.ok for s in report.shapes):
         report.overhead_s, report.startup_s = measure_overhead(device) if overhead else (0.0, 0.0)
         grid = cost.grid_cost(good, lambda c: shape_of[shape_key(c)].rates(report.overhead_s))

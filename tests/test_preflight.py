@@ -4,7 +4,9 @@ model's counts and disk estimate agree with what real runs do."""
 from __future__ import annotations
 
 import json
+from itertools import count
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -59,6 +61,52 @@ def test_a_good_shape_passes_every_check() -> None:
     assert check.ok, check.error
     assert set(check.update_s) == {"random", "gradient"}
     assert check.step_s > 0 and check.eval_image_s > 0 and check.mask_task_bytes > 0 and check.layers == 21
+
+
+def test_other_load_is_the_machines_busy_time_less_this_process_over_the_wall_time(monkeypatch) -> None:
+    """Across the block the machine was busy 7 CPU-seconds, this process (and its reaped children) 3 of
+    them, over 2 s of wall time: others used (7 - 3) / 2 = 2.00 cores."""
+    from cldst import machine_load
+
+    readings = {"busy": count(100.0, 7.0), "own": count(10.0, 3.0), "clock": count(50.0, 2.0)}  # each call: next
+    monkeypatch.setattr(machine_load, "system_busy_s", lambda: next(readings["busy"]))
+    monkeypatch.setattr(machine_load, "own_cpu_s", lambda: next(readings["own"]))
+    monkeypatch.setattr(machine_load, "time", SimpleNamespace(perf_counter=lambda: next(readings["clock"])))
+    with machine_load.OtherLoad() as other:
+        pass
+    assert other.cores == 2.0
+    assert other.line("x").startswith("load during x: other processes used 2.00 of ")
+    monkeypatch.setattr(machine_load, "system_busy_s", lambda: None)  # no /proc/stat
+    with machine_load.OtherLoad() as other:
+        pass
+    assert other.cores is None and other.line("x") == "load during x: unknown (no /proc/stat)"
+
+
+@pytest.mark.parametrize("cores, busy", [(0.1, False), (1.5, True)])
+def test_the_device_check_says_how_busy_others_kept_the_machine(monkeypatch, cores, busy) -> None:
+    """Step times measured beside other jobs are theirs too: the line says so from BUSY_CORES on, and
+    preflight.json keeps the figure."""
+
+    class Fixed:
+        def __enter__(self):
+            self.cores = cores
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        line = preflight.OtherLoad.line
+
+    monkeypatch.setattr(preflight, "OtherLoad", Fixed)
+    lines: list[str] = []
+    cfg = experiments.configs("adaptive", "smoke")[0]
+    report = preflight.run([("adaptive", cfg)], profile="smoke", device="cpu", steps=1, overhead=False,
+                           out=lines.append, write=False)
+    assert report.ok and report.other_load_cores == cores
+    [line] = [x for x in lines if x.startswith("load during the device check: ")]
+    said = ": the times above include their load, and so does the cost below (a quieter machine runs faster)"
+    assert line.endswith(said) == busy, line
+    assert line.startswith(f"load during the device check: other processes used {cores:.2f} of ")
 
 
 def test_missing_data_is_named_and_nothing_is_downloaded(tmp_path: Path, monkeypatch) -> None:

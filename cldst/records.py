@@ -2,7 +2,7 @@
 
     papermill_runs/<experiment>/<run id>/
         config.json        the full Config (written first)
-        environment.json   python / torch / cldst versions, git commit, device
+        environment.json   python / torch / cldst versions, git commit, device, threads, CPU ISA and model
         capacity.csv       backbone usage per layer after each task
         updates.csv        topology-update statistics (one row per update; only the header if none)
         masks.pt           every task's mask, bit-packed (cldst.masks_file: its format, save_masks, load_masks)
@@ -284,10 +284,28 @@ def environment_info(device: str = "cpu") -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "device": device,
         "threads": torch.get_num_threads(),
+        # The instruction set torch's CPU kernels use (AVX2, AVX512, ...) changes float rounding, and so a
+        # CPU run's numbers: same config, threads and ISA give the same record on any host; another ISA
+        # gives other numbers, as another seed would (README, "Reproducing a record").
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": cpu_model(),
+        **{name: os.environ[name] for name in ISA_CAPS if name in os.environ},
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # environment variables that cap torch's CPU ISA
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name as Linux reports it (None elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
 
 
 @contextlib.contextmanager

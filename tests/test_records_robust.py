@@ -445,3 +445,24 @@ def test_a_failed_download_leaves_no_data_folder(tmp_path, monkeypatch):
     with pytest.raises(DataError):
         sweep.ensure_datasets([cfg.replace(data_root=str(tmp_path / "mine"))])
     assert list(tmp_path.iterdir()) == [tmp_path / "mine"]
+
+
+def _environment_in_a_process(**env) -> dict:
+    code = "import json; from cldst import records; print(json.dumps(records.environment_info()))"
+    clean = {k: v for k, v in os.environ.items() if k not in records.ISA_CAPS}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif("avx2" not in (Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""),
+                    reason="needs an x86 CPU with AVX2 (to cap torch's kernels at it)")
+def test_a_record_says_which_cpu_instruction_set_computed_it():
+    """Another ISA gives a CPU run other numbers (on an AVX-512 host the cpu profile's fixed-gradient runs
+    of `adaptive` mean 47.66 by default and 49.53 capped at AVX2), so environment.json keeps the ISA torch's
+    kernels used, and the caps that chose it."""
+    capped = _environment_in_a_process(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
+    assert capped["cpu_capability"] == "AVX2"
+    assert (capped["ATEN_CPU_CAPABILITY"], capped["ONEDNN_MAX_CPU_ISA"]) == ("avx2", "AVX2")
+    free = _environment_in_a_process()
+    assert free["cpu_capability"] in ("AVX2", "AVX512") and not set(records.ISA_CAPS) & set(free)
+    assert free["cpu_model"] == capped["cpu_model"] and free["cpu_model"]

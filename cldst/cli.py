@@ -339,6 +339,19 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def _profile_of_records(runs: Path) -> str:
+    """The profile whose records a runs directory holds, when `cldst figures` is not told: the one that
+    has any; "paper" where none has; one line naming them where several have."""
+    from cldst.experiments import PROFILES
+
+    held = [p for p in PROFILES if (runs / p).is_dir() and next((runs / p).rglob("config.json"), None)]
+    if len(held) > 1:
+        raise ConfigError(f"figures: {runs} holds records of the profiles {', '.join(held)}; name one with --profile")
+    profile = held[0] if held else "paper"
+    print(f"profile: {profile} ({'the one with records' if held else 'no profile has records'} under {runs})")
+    return profile
+
+
 def cmd_figures(args, experiments: list[str] | None = None) -> int:
     """Every artifact of a profile from its records, then the report; `experiments`: say what is missing
     only for these (the demo builds each artifact from one profile)."""
@@ -354,6 +367,8 @@ def cmd_figures(args, experiments: list[str] | None = None) -> int:
     if args.root:
         os.environ.setdefault("CLDST_FIGURES", str(Path(args.root) / "figures"))
         os.environ.setdefault("CLDST_TABLES", str(Path(args.root) / "tables"))
+    if args.profile is None:
+        args.profile = _profile_of_records(Path(args.root) if args.root else runs_dir())
     root = (Path(args.root) if args.root else runs_dir()) / args.profile
     missing = analysis.build_all(profile=args.profile, root=root, out_dir=root / "analysis")  # its collect names each record left out
     print(f"records under {root}: {find_records(root).counts()}")
@@ -516,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     col.set_defaults(func=cmd_collect)
 
     fig = sub.add_parser("figures", help="build every figure and table from the collected runs")
-    fig.add_argument("--profile", default="paper")
+    fig.add_argument("--profile", help="whose records (default: the one profile with records under the runs "
+                                       "directory; paper where none has)")
     fig.add_argument("--root")
     fig.set_defaults(func=cmd_figures)
 

@@ -140,3 +140,33 @@ def test_figures_of_another_runs_directory_go_beside_its_records(tmp_path, monke
     out = capsys.readouterr().out
     assert f"figures: 1 smoke_* artifacts in {tmp_path / 'figures'}" in out
     assert f"tables: 0 smoke_* artifacts in {tmp_path / 'tables'}" in out
+
+
+def test_figures_finds_the_profile_of_the_records_when_not_told(tmp_path, monkeypatch, capsys):
+    """`cldst figures --root DIR` reads the one profile DIR holds records of (it defaulted to paper, and a
+    cpu sweep's directory then gave "0 paper_* artifacts"); several: one line asking which; none: paper."""
+    from cldst import analysis
+    from cldst.analysis import report
+
+    for var in ("CLDST_FIGURES", "CLDST_TABLES"):
+        monkeypatch.delenv(var, raising=False)
+    asked = []
+    monkeypatch.setattr(analysis, "build_all", lambda profile, root, out_dir: asked.append(profile) or [])
+    monkeypatch.setattr(report, "build_report", lambda runs_root: tmp_path / "figures" / "index.html")
+
+    assert main(["figures", "--root", str(tmp_path)]) == 0  # nothing there yet
+    (tmp_path / "cpu" / "some-run").mkdir(parents=True)
+    (tmp_path / "cpu" / "some-run" / "config.json").write_text("{}")
+    (tmp_path / "smoke").mkdir()  # a folder without records does not count
+    assert main(["figures", "--root", str(tmp_path)]) == 0
+    assert asked == ["paper", "cpu"]
+    out = capsys.readouterr().out
+    assert f"profile: paper (no profile has records under {tmp_path})" in out
+    assert f"profile: cpu (the one with records under {tmp_path})" in out
+
+    (tmp_path / "smoke" / "other-run").mkdir()
+    (tmp_path / "smoke" / "other-run" / "config.json").write_text("{}")
+    assert main(["figures", "--root", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: figures: {tmp_path} holds records of the profiles cpu, smoke; "
+                                               "name one with --profile")
+    assert main(["figures", "--profile", "smoke", "--root", str(tmp_path)]) == 0 and asked[-1] == "smoke"
